@@ -1,0 +1,34 @@
+# Two commands matter (README.md): `make run` and `make test`. Everything else is a named extra.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench bench-core bench-availability bench-acp chromium clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the hub on its embedded default (SQLite, in-process tasks) with the demo region
+	$(BIN)/hub serve --demo --host 127.0.0.1 --port 8000
+
+chromium:  ## Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+test: $(STAMP) chromium  ## the whole suite against real PostgreSQL + Redis (127.0.0.1; HUB_TEST_PG / HUB_TEST_REDIS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check hub adapters tests bench
+	$(BIN)/mypy hub adapters
+
+bench: bench-core  ## benchmarks (print ratios against baselines measured in the same run)
+
+bench-core: $(STAMP)
+	$(BIN)/python -m bench.core
+
+clean:
+	rm -rf $(VENV) zorgnet.db zorgnet.db-*

@@ -1,0 +1,151 @@
+"""create_app(settings): routers, the one error handler family, middleware, lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from hub.config import Settings, get_settings
+from hub.errors import HubError, Unavailable
+from hub.fhir import endpoints as fhir_endpoints
+from hub.fhir.outcome import issue, outcome, outcome_response
+from hub.fhir.responses import FhirResponse
+from hub.fhir.validation import is_resource_type
+from hub.runtime import Runtime
+from hub.security.endpoints import router as auth_router
+from hub.security.tokens import ReplayGuard, TokenVerifier
+
+log = logging.getLogger("hub")
+_STATUS_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+                 406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly",
+                 415: "not-supported", 422: "processing", 429: "throttled", 503: "transient"}
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or Runtime.build(settings)
+        app.state.runtime = rt
+        app.state.supported_types = supported_types(rt)
+        await startup(rt)
+        await rt.dispatcher.start()
+        try:
+            yield
+        finally:
+            await rt.dispatcher.stop()
+            if runtime is None:
+                await rt.engine.dispose()
+
+    app = FastAPI(title="Zorgnet Hub", version="0.1.0", lifespan=lifespan,
+                  description="FHIR R4 hub for regional elderly-care coordination (NL)")
+    app.state.tokens = TokenVerifier(settings)
+    app.state.replay_guard = ReplayGuard()
+    app.state.capability_bytes = None
+    app.state.settings = settings
+    _install_errors(app)
+    _install_middleware(app, settings)
+    from hub import domains
+
+    for extra in domains.routers():
+        app.include_router(extra)
+    app.include_router(auth_router)
+    app.include_router(fhir_endpoints.public)
+    app.include_router(fhir_endpoints.router)
+    return app
+
+
+def supported_types(runtime: Runtime) -> set[str]:
+    types = {t for t in runtime.registry.by_type if is_resource_type(t)}
+    return types | {"Binary", "Bundle", "AuditEvent", "Provenance"}
+
+
+async def startup(runtime: Runtime) -> None:
+    """Embedded SQLite creates/migrates its schema at start; PostgreSQL is migrated by `hub migrate`."""
+    from hub import domains
+
+    if runtime.settings.is_sqlite:
+        from hub.store.migrate import upgrade
+
+        await asyncio.to_thread(upgrade, runtime.settings.database_url)
+    await domains.on_startup(runtime)
+
+
+def _install_errors(app: FastAPI) -> None:
+    @app.exception_handler(HubError)
+    async def hub_error(_: Request, exc: HubError) -> Response:
+        return outcome_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(_: Request, exc: RequestValidationError) -> Response:
+        issues = [issue("error", "invalid", str(e.get("msg")), [".".join(str(p) for p in e.get("loc", ()))])
+                  for e in exc.errors()]
+        return FhirResponse(outcome(*issues), 400)
+
+    @app.exception_handler(ValidationError)
+    async def model_invalid(_: Request, exc: ValidationError) -> Response:
+        issues = [issue("error", "processing", str(e.get("msg")), [".".join(str(p) for p in e.get("loc", ()))])
+                  for e in exc.errors()]
+        return FhirResponse(outcome(*issues), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        code = _STATUS_CODES.get(exc.status_code, "exception")
+        detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+        if exc.status_code == 404:
+            detail = "No such endpoint (FHIR base is /fhir)"
+        return FhirResponse(outcome(issue("error", code, detail)), exc.status_code, dict(exc.headers or {}))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_down(request: Request, exc: Exception) -> Response:
+        if _is_connection_error(exc):
+            log.warning("database unavailable: %s", exc)
+            return outcome_response(Unavailable("The database is temporarily unavailable; retry shortly",
+                                                headers={"Retry-After": "2"}))
+        return await unexpected(request, exc)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", "-")
+        log.exception("unhandled error (request %s)", request_id, exc_info=exc)
+        return FhirResponse(outcome(issue("fatal", "exception", f"Internal error; reference {request_id}")), 500)
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return getattr(exc, "connection_invalidated", False) or any(
+        s in text for s in ("connection refused", "connection was closed", "cannot connect", "terminating connection",
+                            "connection is closed", "server closed the connection", "connect call failed",
+                            "the database system is", "connectionreseterror", "timeout"))
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    limiter = asyncio.Semaphore(settings.max_in_flight)
+
+    @app.middleware("http")
+    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Request id for logs/audit/tasks; back-pressure: past max_in_flight answer 503 instead of queueing."""
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            from hub.errors import TooLarge
+
+            return outcome_response(TooLarge(f"Request body exceeds {settings.max_body_bytes} bytes"))
+        if limiter.locked():
+            return outcome_response(Unavailable("The hub is at capacity; retry shortly", headers={"Retry-After": "1"}))
+        async with limiter:
+            response = await call_next(request)
+        response.headers["X-Request-Id"] = request.state.request_id
+        return response

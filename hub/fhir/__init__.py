@@ -1,0 +1,1 @@
+"""The FHIR R4 server: interactions, search, bundles, validation, capability statement."""

@@ -1,0 +1,75 @@
+"""Request plumbing shared by routers: access context, unit of work, Prefer/If-Match, content negotiation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from hub.errors import NotAcceptable
+from hub.runtime import Runtime
+from hub.security.context import AccessContext
+from hub.store.uow import UnitOfWork
+
+ACCEPTABLE = ("application/fhir+json", "application/json", "application/json+fhir", "*/*", "application/*",
+              "text/html", "json")
+XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "ttl", "application/fhir+turtle")
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def access_context(request: Request) -> AccessContext:
+    """Authenticate every request; the purpose of use (e.g. ETREAT for break-the-glass) comes from a header."""
+    verifier = request.app.state.tokens
+    ctx: AccessContext = verifier.context(
+        request.headers.get("authorization"),
+        purpose_of_use=request.headers.get("x-purpose-of-use"),
+        client_address=request.client.host if request.client else None,
+        request_id=request.state.request_id if hasattr(request.state, "request_id") else None,
+    )
+    return ctx
+
+
+def uow_for(request: Request) -> UnitOfWork:
+    """A unit of work opened by the router with `async with`, so the commit happens before the response."""
+    uow: UnitOfWork = runtime_of(request).uow(getattr(request.state, "request_id", None))
+    return uow
+
+
+def negotiate(request: Request) -> None:
+    """JSON only: _format or Accept asking for XML/Turtle alone gets 406 with an OperationOutcome."""
+    fmt = request.query_params.get("_format")
+    if fmt and fmt.lower() in XML_FORMATS:
+        raise NotAcceptable(f"_format={fmt} is not supported; this server speaks application/fhir+json")
+    accept = request.headers.get("accept")
+    if not accept or fmt:
+        return
+    types = [t.split(";")[0].strip().lower() for t in accept.split(",")]
+    if not any(t in ACCEPTABLE or t.endswith("+json") for t in types):
+        raise NotAcceptable(f"Accept '{accept}' cannot be satisfied; this server speaks application/fhir+json")
+
+
+def prefer(request: Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in request.headers.get("prefer", "").split(";"):
+        for item in part.split(","):
+            key, _, value = item.strip().partition("=")
+            if key:
+                out[key.lower()] = value.strip('"')
+    return out
+
+
+def base_url(request: Request) -> str:
+    runtime = runtime_of(request)
+    configured = runtime.settings.base_url.rstrip("/")
+    return f"{configured}/fhir" if configured else str(request.base_url).rstrip("/") + "/fhir"
+
+
+Access = Annotated[AccessContext, Depends(access_context)]
+
+
+def query_items(request: Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")]

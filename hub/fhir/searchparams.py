@@ -1,0 +1,87 @@
+"""SearchParameter registry: definitions loaded from profiles/, compiled once, used to index every write.
+
+The registry is the single source for what can be searched: the indexer, the query parser and the
+CapabilityStatement all read it, so the statement cannot claim a parameter the index does not hold.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.fhir.fhirpath import CompiledPath, compile_expression
+
+INDEXED_TYPES = ("string", "token", "reference", "date", "number", "quantity", "uri")
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One search parameter as it applies to one resource type."""
+
+    code: str
+    type: str
+    url: str
+    resource_type: str
+    paths: tuple[CompiledPath, ...]
+    targets: tuple[str, ...] = ()
+    description: str = ""
+
+    def values(self, resource: dict[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        for path in self.paths:
+            out.extend(path.evaluate(resource))
+        return out
+
+
+@dataclass
+class SearchRegistry:
+    """Search parameters per resource type (plus those on Resource that apply to every type)."""
+
+    by_type: dict[str, dict[str, SearchParam]] = field(default_factory=lambda: defaultdict(dict))
+    common: dict[str, SearchParam] = field(default_factory=dict)
+    definitions: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_definition(self, sp: dict[str, Any]) -> None:
+        """Register a SearchParameter resource; unsupported types (composite, special) are kept out."""
+        if sp.get("type") not in INDEXED_TYPES or not sp.get("expression"):
+            return
+        compiled = compile_expression(sp["expression"])
+        bases = sp.get("base", [])
+        self.definitions.append(sp)
+        for base in bases:
+            paths = tuple(p for p in compiled if p.resource_type in (base, "Resource", "DomainResource"))
+            if not paths:
+                continue
+            param = SearchParam(
+                code=sp["code"],
+                type=sp["type"],
+                url=sp.get("url", ""),
+                resource_type=base,
+                paths=paths,
+                targets=tuple(sp.get("target", [])),
+                description=sp.get("description", ""),
+            )
+            if base == "Resource":
+                self.common[param.code] = param
+            else:
+                self.by_type[base][param.code] = param
+
+    def params_for(self, resource_type: str) -> dict[str, SearchParam]:
+        merged = {
+            code: SearchParam(p.code, p.type, p.url, resource_type, p.paths, p.targets, p.description)
+            for code, p in self.common.items()
+        }
+        merged.update(self.by_type.get(resource_type, {}))
+        return merged
+
+    def get(self, resource_type: str, code: str) -> SearchParam | None:
+        found = self.by_type.get(resource_type, {}).get(code)
+        return found if found is not None else self.common.get(code)
+
+
+def build_registry(search_parameters: list[dict[str, Any]]) -> SearchRegistry:
+    registry = SearchRegistry()
+    for sp in search_parameters:
+        registry.add_definition(sp)
+    return registry

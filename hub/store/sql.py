@@ -1,0 +1,294 @@
+"""SqlResourceRepository: the one repository implementation, for PostgreSQL and SQLite alike.
+
+Concurrency is compare-and-set on the version column (`UPDATE ... WHERE rid=:rid AND version=:v`); no row means
+somebody else wrote first -> PreconditionFailed. Index rows are rewritten with every version, in the same
+transaction, so search never sees a half-written resource.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.errors import Conflict, Forbidden, Gone, NotFound, PreconditionFailed
+from hub.fhir.indexing import index_rows
+from hub.fhir.validation import validate
+from hub.security import audit, policy
+from hub.security.context import AccessContext
+from hub.store.repository import StoredResource, WriteResult
+from hub.store.schema import INDEX_TABLES, resource_versions, resources
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+    from hub.store.uow import UnitOfWork
+
+_COLS = (
+    resources.c.rid, resources.c.res_type, resources.c.res_id, resources.c.version, resources.c.last_updated,
+    resources.c.content, resources.c.deleted, resources.c.owner_org, resources.c.patient_id, resources.c.medical,
+)
+_PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def instant(ts: datetime) -> str:
+    """FHIR instant with milliseconds and Z (stored naive UTC)."""
+    return ts.isoformat(timespec="milliseconds") + "Z"
+
+
+def row_to_stored(row: Any) -> StoredResource:
+    return StoredResource(
+        res_type=row.res_type, res_id=row.res_id, version=row.version, last_updated=row.last_updated,
+        content=row.content or b"", deleted=row.deleted, owner_org=row.owner_org, patient_id=row.patient_id,
+        medical=row.medical, rid=row.rid,
+    )
+
+
+class SqlResourceRepository:
+    """CRUD + history on resources; search lives in hub/store/search_sql.py and uses the same access rules."""
+
+    def __init__(self, conn: AsyncConnection, runtime: Runtime, uow: UnitOfWork) -> None:
+        self.conn, self.runtime, self.uow = conn, runtime, uow
+
+    # ---------------------------------------------------------------- reads
+    async def _current(self, res_type: str, res_id: str) -> Any:
+        stmt = select(*_COLS).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
+        return (await self.conn.execute(stmt)).first()
+
+    async def read_raw(self, ctx: AccessContext, res_type: str, res_id: str, *, audit_read: bool = True) -> StoredResource:
+        """Stored bytes of the current version; 404 when missing or not visible, 410 when deleted."""
+        row = await self._current(res_type, res_id)
+        if row is None or not policy.may_read_row(ctx, res_type, medical=row.medical, owner_org=row.owner_org):
+            if row is not None:
+                await self.audit_refusal(ctx, "read", res_type, res_id, row.patient_id)
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if row.deleted:
+            raise Gone(f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{row.version}"'})
+        stored = row_to_stored(row)
+        if audit_read:
+            await self.audit_access(ctx, "read", [stored])
+        return stored
+
+    async def read(self, ctx: AccessContext, res_type: str, res_id: str) -> dict[str, Any]:
+        parsed: dict[str, Any] = orjson.loads((await self.read_raw(ctx, res_type, res_id)).content)
+        return parsed
+
+    async def vread_raw(self, ctx: AccessContext, res_type: str, res_id: str, version: int) -> StoredResource:
+        current = await self._current(res_type, res_id)
+        if current is None or not policy.may_read_row(ctx, res_type, medical=current.medical,
+                                                      owner_org=current.owner_org):
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        stmt = select(resource_versions).where(
+            resource_versions.c.rid == current.rid, resource_versions.c.version == version
+        )
+        row = (await self.conn.execute(stmt)).first()
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} has no version {version}")
+        if row.deleted:
+            raise Gone(f"{res_type}/{res_id} version {version} is a deletion")
+        stored = StoredResource(res_type, res_id, row.version, row.last_updated, row.content, False,
+                                current.owner_org, current.patient_id, current.medical, current.rid)
+        await self.audit_access(ctx, "vread", [stored])
+        return stored
+
+    # ---------------------------------------------------------------- writes
+    async def create(
+        self, ctx: AccessContext, resource: dict[str, Any], *, res_id: str | None = None, validated: bool = False,
+        method: str = "POST",
+    ) -> WriteResult:
+        """Create with a server-assigned id (or `res_id` for update-as-create)."""
+        res_type = resource.get("resourceType", "")
+        policy.check_write(ctx, res_type, existing_owner=None, resource=resource)
+        if not validated:
+            validate(resource, self.runtime.rules)
+        res_id = res_id or str(uuid.uuid4())
+        now = utcnow()
+        resource = _with_meta(resource, res_id, 1, now)
+        content = orjson.dumps(resource)
+        owner = ctx.org if not ctx.is_system else _declared_owner(resource)
+        values = self._row_values(resource, res_type, res_id, 1, now, content, owner)
+        rid = (await self.conn.execute(insert(resources).values(**values).returning(resources.c.rid))).scalar_one()
+        await self._record_version(rid, res_type, res_id, 1, now, method, content)
+        await self._write_index(rid, res_type, resource)
+        await self.runtime.hooks.after_write(self.uow, ctx, res_type, None, resource)
+        stored = StoredResource(res_type, res_id, 1, now, content, False, owner, values["patient_id"],
+                                values["medical"], rid)
+        return WriteResult(stored, created=True)
+
+    async def update(
+        self,
+        ctx: AccessContext,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        method: str = "PUT",
+        validated: bool = False,
+    ) -> WriteResult:
+        """Update (or create with the client's id). Compare-and-set on version; If-Match mismatch -> 412."""
+        res_type, res_id = resource.get("resourceType", ""), resource.get("id", "")
+        current = await self._current(res_type, res_id)
+        if current is None:
+            if if_match is not None:
+                raise PreconditionFailed(f"{res_type}/{res_id} does not exist; If-Match cannot match")
+            return await self.create(ctx, resource, res_id=res_id, validated=validated, method=method)
+        if not policy.may_read_row(ctx, res_type, medical=current.medical, owner_org=current.owner_org):
+            raise Forbidden(f"not allowed to update {res_type}/{res_id}")
+        policy.check_write(ctx, res_type, existing_owner=current.owner_org, resource=resource)
+        if if_match is not None and if_match != current.version:
+            raise PreconditionFailed(
+                f"{res_type}/{res_id} is at version {current.version}, not {if_match} (If-Match)",
+                headers={"ETag": f'W/"{current.version}"'},
+            )
+        if not validated:
+            validate(resource, self.runtime.rules)
+        before = None if current.deleted else orjson.loads(current.content)
+        if before is not None and _same_content(before, resource):
+            return WriteResult(row_to_stored(current), created=False, unchanged=True)
+        version, now = current.version + 1, utcnow()
+        resource = _with_meta(resource, res_id, version, now)
+        content = orjson.dumps(resource)
+        owner = current.owner_org or (ctx.org if not ctx.is_system else _declared_owner(resource))
+        values = self._row_values(resource, res_type, res_id, version, now, content, owner)
+        result = await self.conn.execute(
+            update(resources)
+            .where(resources.c.rid == current.rid, resources.c.version == current.version)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"{res_type}/{res_id} was changed by another request; read it again and retry")
+        await self._record_version(current.rid, res_type, res_id, version, now, method, content)
+        await self._clear_index(current.rid)
+        await self._write_index(current.rid, res_type, resource)
+        await self.runtime.hooks.after_write(self.uow, ctx, res_type, before, resource)
+        stored = StoredResource(res_type, res_id, version, now, content, False, owner, values["patient_id"],
+                                values["medical"], current.rid)
+        return WriteResult(stored, created=current.deleted)
+
+    async def delete(
+        self, ctx: AccessContext, res_type: str, res_id: str, *, if_match: int | None = None
+    ) -> StoredResource | None:
+        """Logical delete: a new version marked deleted; later reads answer 410. Deleting twice is a no-op."""
+        current = await self._current(res_type, res_id)
+        if current is None or not policy.may_read_row(ctx, res_type, medical=current.medical,
+                                                      owner_org=current.owner_org):
+            return None
+        if current.deleted:
+            return row_to_stored(current)
+        policy.check_write(ctx, res_type, existing_owner=current.owner_org, resource=None)
+        if if_match is not None and if_match != current.version:
+            raise PreconditionFailed(f"{res_type}/{res_id} is at version {current.version}, not {if_match}")
+        version, now = current.version + 1, utcnow()
+        result = await self.conn.execute(
+            update(resources)
+            .where(resources.c.rid == current.rid, resources.c.version == current.version)
+            .values(version=version, last_updated=now, deleted=True)
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"{res_type}/{res_id} was changed by another request")
+        await self._record_version(current.rid, res_type, res_id, version, now, "DELETE", None)
+        await self._clear_index(current.rid)
+        await self.runtime.hooks.after_write(self.uow, ctx, res_type, orjson.loads(current.content), None)
+        return StoredResource(res_type, res_id, version, now, b"", True, current.owner_org, current.patient_id,
+                              current.medical, current.rid)
+
+    # ---------------------------------------------------------------- audit
+    async def audit_access(self, ctx: AccessContext, interaction: str, stored: list[StoredResource],
+                           query: str | None = None) -> None:
+        """NEN 7513: one AuditEvent per request that returned personal data (not for hub-internal reads)."""
+        if ctx.is_system:
+            return
+        personal = [s for s in stored if s.res_type in policy.PERSONAL or s.patient_id]
+        if not personal:
+            return
+        entities = [audit.AuditedEntity(reference=f"{s.res_type}/{s.res_id}/_history/{s.version}") for s in personal]
+        if query:
+            entities.append(audit.AuditedEntity(query=query))
+        patients = {s.patient_id for s in personal if s.patient_id}
+        event = audit.build_event(ctx, interaction=interaction, entities=entities, patient_ids=patients)
+        await audit.append(self.conn, event)
+
+    async def audit_refusal(self, ctx: AccessContext, interaction: str, res_type: str, res_id: str,
+                            patient_id: str | None) -> None:
+        """A refused access to personal data is logged too (outcome 4), in its own transaction-independent way."""
+        if ctx.is_system or (res_type not in policy.PERSONAL and not patient_id):
+            return
+        event = audit.build_event(
+            ctx, interaction=interaction, outcome="4", outcome_desc="access refused by policy",
+            entities=[audit.AuditedEntity(reference=f"{res_type}/{res_id}")],
+            patient_ids=[patient_id] if patient_id else [],
+        )
+        self.uow.audit_after_rollback(event)
+
+    # ---------------------------------------------------------------- internals
+    def _row_values(self, resource: dict[str, Any], res_type: str, res_id: str, version: int, now: datetime,
+                    content: bytes, owner: str | None) -> dict[str, Any]:
+        return {
+            "res_type": res_type, "res_id": res_id, "version": version, "last_updated": now, "deleted": False,
+            "content": content, "owner_org": owner, "patient_id": self._patient_of(resource),
+            "medical": policy.is_medical(resource),
+        }
+
+    def _patient_of(self, resource: dict[str, Any]) -> str | None:
+        if resource["resourceType"] == "Patient":
+            return str(resource.get("id"))
+        for code in _PATIENT_PARAMS:
+            param = self.runtime.registry.get(resource["resourceType"], code)
+            if param is None or param.type != "reference":
+                continue
+            for value in param.values(resource):
+                ref = value.get("reference", "") if isinstance(value, dict) else ""
+                if ref.startswith("Patient/"):
+                    return str(ref.split("/")[1])
+        return None
+
+    async def _record_version(self, rid: int, res_type: str, res_id: str, version: int, now: datetime,
+                              method: str, content: bytes | None) -> None:
+        await self.conn.execute(insert(resource_versions).values(
+            rid=rid, res_type=res_type, res_id=res_id, version=version, last_updated=now, method=method,
+            deleted=content is None, content=content,
+        ))
+
+    async def _clear_index(self, rid: int) -> None:
+        for table in {id(t): t for t in INDEX_TABLES.values()}.values():
+            await self.conn.execute(delete(table).where(table.c.rid == rid))
+
+    async def _write_index(self, rid: int, res_type: str, resource: dict[str, Any]) -> None:
+        for kind, rows in index_rows(self.runtime.registry, resource).items():
+            if rows:
+                table = INDEX_TABLES[kind]
+                await self.conn.execute(insert(table), [{**r, "rid": rid, "res_type": res_type} for r in rows])
+
+    async def exists(self, res_type: str, res_id: str) -> bool:
+        stmt = select(resources.c.rid).where(
+            and_(resources.c.res_type == res_type, resources.c.res_id == res_id, resources.c.deleted.is_(False))
+        )
+        return (await self.conn.execute(stmt)).first() is not None
+
+
+def _with_meta(resource: dict[str, Any], res_id: str, version: int, now: datetime) -> dict[str, Any]:
+    meta = dict(resource.get("meta") or {})
+    meta.update(versionId=str(version), lastUpdated=instant(now))
+    out = {"resourceType": resource["resourceType"], "id": res_id, "meta": meta}
+    out.update({k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")})
+    return out
+
+
+def _same_content(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """An update that changes nothing but meta.versionId/lastUpdated keeps the version (idempotent re-delivery)."""
+    def strip(r: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in (r.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+        return {**{k: v for k, v in r.items() if k != "meta"}, "meta": meta}
+
+    return strip(before) == strip(after)
+
+
+def _declared_owner(resource: dict[str, Any]) -> str | None:
+    """For system writes: the owning organisation named in the resource (managingOrganization/providedBy)."""
+    return None

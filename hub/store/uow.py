@@ -1,0 +1,83 @@
+"""Unit of work: one transaction per request, Bundle or task. Whoever opens it commits it.
+
+Jobs enqueued during the work are written to the outbox table in the same transaction (nothing lost if the
+process dies after commit) and handed to the dispatcher only after commit (a worker must see the rows).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.security import audit
+from hub.store.schema import outbox
+from hub.store.sql import SqlResourceRepository
+
+if TYPE_CHECKING:
+    from hub.runtime import Runtime
+
+
+class UnitOfWork:
+    def __init__(self, runtime: Runtime, request_id: str | None = None) -> None:
+        self.runtime = runtime
+        self.request_id = request_id
+        self._jobs: list[tuple[int, str, tuple[str, ...], datetime]] = []
+        self._after_commit: list[Any] = []
+        self._refusals: list[dict[str, Any]] = []
+        self.conn: AsyncConnection
+        self.resources: SqlResourceRepository
+
+    async def __aenter__(self) -> UnitOfWork:
+        self.conn = await self.runtime.engine.connect()
+        await self.conn.begin()
+        self.resources = SqlResourceRepository(self.conn, self.runtime, self)
+        return self
+
+    async def enqueue(self, task: str, *args: str, delay: timedelta | None = None) -> None:
+        """Durably schedule a task: an outbox row now, dispatch after commit (or when due, by the relay)."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        due = now + (delay or timedelta(0))
+        row_id = (await self.conn.execute(
+            insert(outbox).values(task=task, args=orjson.dumps(list(args)), created=now, due=due, attempts=0,
+                                  request_id=self.request_id).returning(outbox.c.id)
+        )).scalar_one()
+        if delay is None:
+            self._jobs.append((row_id, task, args, due))
+
+    def after_commit(self, callback: Any) -> None:
+        """Run an async callable after a successful commit (cache refresh, pub/sub publish)."""
+        self._after_commit.append(callback)
+
+    def audit_after_rollback(self, event: dict[str, Any]) -> None:
+        """Refusals are logged even though the request fails and its transaction rolls back."""
+        self._refusals.append(event)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc_type is None:
+                for event in self._refusals:
+                    await audit.append(self.conn, event)
+                await self.conn.commit()
+            else:
+                await self.conn.rollback()
+        finally:
+            await self.conn.close()
+        if exc_type is not None and self._refusals:
+            await self._write_refusals()
+        if exc_type is None:
+            for row_id, task, args, _due in self._jobs:
+                self.runtime.dispatcher.send(task, list(args), outbox_id=row_id, request_id=self.request_id)
+            for callback in self._after_commit:
+                await callback()
+
+    async def _write_refusals(self) -> None:
+        async with self.runtime.engine.begin() as conn:
+            for event in self._refusals:
+                await audit.append(conn, event)
