@@ -95,9 +95,11 @@ class TransactionBuilder:
     def _add(self, rtype: str, system: str, value: str, resource: Resource, request: dict[str, str]) -> str:
         urn = stable_urn(rtype, system, value)
         if urn not in self._entries:
-            body = {"resourceType": rtype, **{k: v for k, v in resource.items() if k != "resourceType"}}
-            identifiers = body.setdefault("identifier", [])
+            identifiers = list(resource.get("identifier", []))
             if not any(i.get("system") == system and i.get("value") == value for i in identifiers):
                 identifiers.insert(0, {"system": system, "value": value})
+            head = {k: resource[k] for k in ("meta", "extension") if k in resource}
+            rest = {k: v for k, v in resource.items() if k not in ("resourceType", "meta", "extension", "identifier")}
+            body = {"resourceType": rtype, **head, "identifier": identifiers, **rest}
             self._entries[urn] = {"fullUrl": urn, "resource": body, "request": request}
         return urn

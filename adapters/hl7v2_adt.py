@@ -184,9 +184,7 @@ def _add_bed(builder: TransactionBuilder, meta: SourceMeta, problems: list[Probl
                      "managingOrganization": reference(organization)}
     product = _product_for_bed(meta, place, problems, where)
     if product:
-        bed = {"resourceType": "Location",
-               "extension": [{"url": CARE_PRODUCT_EXT, "valueCoding": care_products.coding(product)}],
-               **{k: v for k, v in bed.items() if k != "resourceType"}}
+        bed["extension"] = [{"url": CARE_PRODUCT_EXT, "valueCoding": care_products.coding(product)}]
     if place.ward:
         bed["partOf"] = reference(_add_ward(builder, place, organization, owner))
     ward = place.ward or "-"

@@ -20,8 +20,13 @@ from adapters.base import Problem, SourceMeta
 from adapters.bundle import TRIAGE, Resource, TransactionBuilder, add_tag, mark_medical, reference
 from adapters.dates import fhir_datetime
 from adapters.hl7v2_message import V2Message
-from adapters.hl7v2_parties import add_agb_organization, add_agb_practitioner, add_hl7_patient
-from adapters.parties import add_practitioner_role, sender_organization
+from adapters.hl7v2_parties import (
+    add_agb_organization,
+    add_agb_practitioner,
+    add_hl7_patient,
+    patient_identifiers,
+)
+from adapters.parties import add_practitioner_role, referral_match_key, sender_organization
 
 LOINC_REFERRAL_NOTE = {"system": "http://loinc.org", "code": "57133-1", "display": "Referral note"}
 _URGENT_WORDS = ("VANDAAG", "SPOED", "ACUUT", "ZSM", "DIRECT", "URGENT", "CITO")
@@ -50,7 +55,8 @@ def translate_referral(msg: V2Message, meta: SourceMeta, builder: TransactionBui
     key = f"{source}/{placer}"
     request = _service_request(msg, meta, obr, orc, patient, requester, problems)
     request["identifier"] = [{"system": ids.REFERRAL, "value": key}]
-    if match := _match_key(request, builder, requester):
+    bsn = next((i["value"] for i in patient_identifiers(msg, msg.segment("PID")) if i["system"] == ids.BSN), None)
+    if match := referral_match_key(bsn, request.get("authoredOn"), requester[1] if requester else None):
         request["identifier"].append(match)
     urn = builder.create_if_none_exist(mark_medical(request), ids.REFERRAL, key)
     for index, obx in enumerate(msg.segments("OBX"), start=1):
@@ -125,16 +131,6 @@ def _priority(msg: V2Message, obr: Any, orc: Any) -> str | None:
     return None
 
 
-def _match_key(request: Resource, builder: TransactionBuilder,
-               requester: tuple[str, str] | None) -> dict[str, str] | None:
-    """BSN/date/referrer AGB: the same referral sent by ZorgDomein and MEDVRI gets the same key (README 9)."""
-    bsn = next((e["resource"] for e in builder.bundle()["entry"] if e["resource"]["resourceType"] == "Patient"),
-               {}).get("identifier", [{}])[0]
-    if bsn.get("system") != ids.BSN or not requester or "authoredOn" not in request:
-        return None
-    return {"system": ids.REFERRAL_MATCH, "value": f"{bsn['value']}/{request['authoredOn'][:10]}/{requester[1]}"}
-
-
 def _add_document(msg: V2Message, builder: TransactionBuilder, obx: Any, index: int, key: str, request: str,
                   patient: str, requester: tuple[str, str] | None, problems: list[Problem]) -> None:
     """OBX ED (^application^pdf^Base64^data) -> DocumentReference with the letter inline."""
@@ -150,10 +146,13 @@ def _add_document(msg: V2Message, builder: TransactionBuilder, obx: Any, index: 
         problems.append(Problem("error", "embedded document is not valid base64; document skipped", where))
         return
     title = msg.get(obx, 3, comp=2) or msg.get(obx, 3) or "Verwijsbrief"
+    doc_type: list[dict[str, str]] = [LOINC_REFERRAL_NOTE]
+    if msg.get(obx, 3):
+        doc_type.append({"system": coding_system(msg.get(obx, 3, comp=3)), "code": msg.get(obx, 3), "display": title})
     attachment = {"contentType": mime or "application/octet-stream", "data": payload, "size": len(content),
                   "hash": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"), "title": title}
     document: Resource = {"resourceType": "DocumentReference", "status": "current",
-                          "type": {"coding": [LOINC_REFERRAL_NOTE], "text": title},
+                          "type": {"coding": doc_type, "text": title},
                           "subject": reference(patient)}
     observed = msg.timestamp(obx, 14) or msg.timestamp("MSH", 7)
     if observed:

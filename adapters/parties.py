@@ -125,3 +125,10 @@ def add_patient(builder: TransactionBuilder, patient: Resource, *, replace: bool
 def bsn_identifier(bsn: str) -> dict[str, str]:
     """Patient.identifier for a (validated) BSN."""
     return {"system": ids.BSN, "value": bsn}
+
+
+def referral_match_key(bsn: str | None, authored_on: str | None, referrer: str | None) -> dict[str, str] | None:
+    """Identifier `<bsn>/<date>/<referrer AGB>`: one referral sent twice (ZorgDomein and MEDVRI) shares it (README 9)."""
+    if not (bsn and authored_on and referrer):
+        return None
+    return {"system": ids.REFERRAL_MATCH, "value": f"{bsn}/{authored_on[:10]}/{referrer}"}

@@ -1,7 +1,11 @@
-"""Explicit wiring of the domain packages: profile rules, write hooks, routers, start-up work. No import magic."""
+"""Explicit wiring of the domain packages: tables, profile rules, write hooks, routers, tasks, start-up work.
+
+Every domain package is listed here once, so a reader sees the whole hub in one file. No import magic.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
@@ -9,27 +13,43 @@ from fastapi import APIRouter
 if TYPE_CHECKING:
     from hub.runtime import Runtime
 
-
-def install(runtime: Runtime) -> None:
-    """Each domain package adds its profile rules, write hooks and services to the runtime here."""
-    from hub.fhir.terminology_endpoints import install as install_terminology
-
-    install_terminology(runtime)
-
-
-def routers() -> list[APIRouter]:
-    """Domain routers go before the generic FHIR router so `Type/$operation` is not read as `Type/{id}`."""
-    from hub.fhir.terminology_endpoints import router as terminology_router
-
-    return [terminology_router]
+# Modules that define extra tables on hub.store.schema.metadata (alembic + tests need them imported).
+TABLE_MODULES: list[str] = []
+# Modules whose @task functions must be registered in API processes and Celery workers.
+TASK_MODULES: list[str] = []
+# Routers included before the generic FHIR router, so `Type/$operation` is not read as `Type/{id}`.
+ROUTER_MODULES: list[str] = ["hub.fhir.terminology_endpoints"]
+# Modules with `install(runtime)` (rules, hooks, services) and optional `async on_startup(runtime)`.
+INSTALL_MODULES: list[str] = ["hub.fhir.terminology_endpoints"]
 
 
-async def on_startup(runtime: Runtime) -> None:
-    """Start-up work that needs the database: the hub's own conformance resources become servable resources."""
-    from hub.conformance import publish
-
-    await publish(runtime)
+def import_tables() -> None:
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
 
 
 def register_tasks() -> None:
-    """Import the task modules so their @task registrations exist (API process and Celery worker alike)."""
+    for name in TASK_MODULES:
+        importlib.import_module(name)
+
+
+def install(runtime: Runtime) -> None:
+    import_tables()
+    register_tasks()
+    for name in INSTALL_MODULES:
+        importlib.import_module(name).install(runtime)
+
+
+def routers() -> list[APIRouter]:
+    return [importlib.import_module(name).router for name in ROUTER_MODULES]
+
+
+async def on_startup(runtime: Runtime) -> None:
+    """Start-up work that needs the database: publish profiles/, then each domain's own start-up."""
+    from hub.conformance import publish
+
+    await publish(runtime)
+    for name in INSTALL_MODULES:
+        hook = getattr(importlib.import_module(name), "on_startup", None)
+        if hook is not None:
+            await hook(runtime)

@@ -22,6 +22,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import delete, func, select, text
 
+from hub import domains
 from hub.app import create_app
 from hub.config import Settings
 from hub.runtime import Runtime
@@ -33,6 +34,7 @@ SHARED = ROOT.parent / "shared"
 PG_URL = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HUB_TEST_REDIS", "redis://127.0.0.1:6379/0")
 AGB = "http://fhir.nl/fhir/NamingSystem/agb-z"
+domains.import_tables()
 URA = "http://fhir.nl/fhir/NamingSystem/ura"
 
 
@@ -64,9 +66,17 @@ def pg_schema() -> Iterator[str]:
             await conn.execute(text(sql))
         await engine.dispose()
 
-    asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
+    in_thread(lambda: asyncio.run(run(f'CREATE SCHEMA "{schema}"')))
     yield schema
-    asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE'))
+    in_thread(lambda: asyncio.run(run(f'DROP SCHEMA "{schema}" CASCADE')))
+
+
+def in_thread(fn: Callable[[], Any]) -> Any:
+    """Run blocking set-up (its own event loop) outside the session's running loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
 
 
 @pytest.fixture(scope="session")

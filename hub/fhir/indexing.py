@@ -70,14 +70,14 @@ def _tokens(value: Any) -> list[Row]:
         if value.get("text"):
             rows.append({"system": None, "code": None, "text": normalize(value["text"])})
         return rows
-    if "code" in value or "system" in value:  # Coding
-        return [{"system": value.get("system"), "code": value.get("code"), "text": _text(value.get("display"))}]
-    if "value" in value:  # Identifier or ContactPoint
+    if "value" in value and "code" not in value:  # Identifier or ContactPoint
         rows = [{"system": value.get("system"), "code": str(value["value"])[:300], "text": None}]
         type_text = (value.get("type") or {}).get("text") if isinstance(value.get("type"), dict) else None
         if type_text:
             rows[0]["text"] = normalize(type_text)
         return rows
+    if "code" in value or "system" in value:  # Coding
+        return [{"system": value.get("system"), "code": value.get("code"), "text": _text(value.get("display"))}]
     return []
 
 

@@ -8,7 +8,10 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from hub import domains
 from hub.store.schema import metadata
+
+domains.import_tables()
 
 config = context.config
 
