@@ -91,11 +91,14 @@ class Sheet:
     def text(self, row: SheetRow, key: str) -> str | None:
         return cell_text(self.cell(row, key)) or None
 
-    def at(self, row: SheetRow, key: str) -> str:
-        """Problem location: "line 7, column Vrij" (the header text as the user typed it)."""
+    def header(self, key: str) -> str:
+        """The header text as the user typed it ("Vrij", "Beschikbaar"), or the key if the column is absent."""
         index = self.columns.get(key)
-        header = cell_text(self.header_row.cells[index]) if index is not None else key
-        return f"{self.where} {row.number}, column {header}"
+        return cell_text(self.header_row.cells[index]) if index is not None else key
+
+    def at(self, row: SheetRow, key: str) -> str:
+        """Problem location: "line 7, column Vrij"."""
+        return f"{self.where} {row.number}, column {self.header(key)}"
 
 
 def find_sheet(rows: Sequence[SheetRow], where: str) -> Sheet:
@@ -221,7 +224,10 @@ def _checked_record(sheet: Sheet, row: SheetRow, meta: SourceMeta, problems: lis
                        city=sheet.text(row, "city"), ward=sheet.text(row, "ward"), product=product,
                        counts=_counts(sheet, row, problems), sex=sheet.text(row, "sex"),
                        contact=sheet.text(row, "contact"), remark=sheet.text(row, "remark"))
-    record.notes = [f"{k}: {v}" for k, v in _qualifiers(sheet, row)]
+    for key, qualifier in _qualifiers(sheet, row):
+        record.notes.append(f"{sheet.header(key)}: {qualifier}")
+        problems.append(Problem("information", f"read the number and kept {qualifier!r} as a note",
+                                sheet.at(row, key)))
     record.expected_free = _expected_free(sheet, row, problems)
     return record
 
@@ -278,14 +284,11 @@ def _counts(sheet: Sheet, row: SheetRow, problems: list[Problem]) -> dict[str, i
 
 
 def _qualifiers(sheet: Sheet, row: SheetRow) -> Iterable[tuple[str, str]]:
-    """("Vrij", "man") for a cell like "1 (man)": the number counts, the words are kept as a note."""
+    """("free", "man") for a cell like "1 (man)": the number counts, the words are kept as a note."""
     for key in COUNTS:
-        try:
-            _, qualifier = parse_count(sheet.cell(row, key))
-        except ValueError:
-            continue
+        _, qualifier = parse_count(sheet.cell(row, key))  # already parsed once by _counts, so it is valid
         if qualifier:
-            yield sheet.at(row, key).rsplit("column ", 1)[1], qualifier
+            yield key, qualifier
 
 
 def _expected_free(sheet: Sheet, row: SheetRow, problems: list[Problem]) -> date | None:
