@@ -26,9 +26,22 @@ from hub.security.endpoints import router as auth_router
 from hub.security.tokens import ReplayGuard, TokenVerifier
 
 log = logging.getLogger("hub")
-_STATUS_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
-                 406: "not-supported", 409: "conflict", 410: "deleted", 412: "conflict", 413: "too-costly",
-                 415: "not-supported", 422: "processing", 429: "throttled", 503: "transient"}
+_STATUS_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    410: "deleted",
+    412: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+    429: "throttled",
+    503: "transient",
+}
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -48,8 +61,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if runtime is None:
                 await rt.engine.dispose()
 
-    app = FastAPI(title="Zorgnet Hub", version="0.1.0", lifespan=lifespan,
-                  description="FHIR R4 hub for regional elderly-care coordination (NL)")
+    app = FastAPI(
+        title="Zorgnet Hub",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="FHIR R4 hub for regional elderly-care coordination (NL)",
+    )
     app.state.tokens = TokenVerifier(settings)
     app.state.replay_guard = ReplayGuard()
     app.state.capability_bytes = None
@@ -89,14 +106,18 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def request_invalid(_: Request, exc: RequestValidationError) -> Response:
-        issues = [issue("error", "invalid", str(e.get("msg")), [".".join(str(p) for p in e.get("loc", ()))])
-                  for e in exc.errors()]
+        issues = [
+            issue("error", "invalid", str(e.get("msg")), [".".join(str(p) for p in e.get("loc", ()))])
+            for e in exc.errors()
+        ]
         return FhirResponse(outcome(*issues), 400)
 
     @app.exception_handler(ValidationError)
     async def model_invalid(_: Request, exc: ValidationError) -> Response:
-        issues = [issue("error", "processing", str(e.get("msg")), [".".join(str(p) for p in e.get("loc", ()))])
-                  for e in exc.errors()]
+        issues = [
+            issue("error", "processing", str(e.get("msg")), [".".join(str(p) for p in e.get("loc", ()))])
+            for e in exc.errors()
+        ]
         return FhirResponse(outcome(*issues), 422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -112,8 +133,9 @@ def _install_errors(app: FastAPI) -> None:
     async def database_down(request: Request, exc: Exception) -> Response:
         if _is_connection_error(exc):
             log.warning("database unavailable: %s", exc)
-            return outcome_response(Unavailable("The database is temporarily unavailable; retry shortly",
-                                                headers={"Retry-After": "2"}))
+            return outcome_response(
+                Unavailable("The database is temporarily unavailable; retry shortly", headers={"Retry-After": "2"})
+            )
         return await unexpected(request, exc)
 
     @app.exception_handler(Exception)
@@ -126,9 +148,20 @@ def _install_errors(app: FastAPI) -> None:
 def _is_connection_error(exc: Exception) -> bool:
     text = str(exc).lower()
     return getattr(exc, "connection_invalidated", False) or any(
-        s in text for s in ("connection refused", "connection was closed", "cannot connect", "terminating connection",
-                            "connection is closed", "server closed the connection", "connect call failed",
-                            "the database system is", "connectionreseterror", "timeout"))
+        s in text
+        for s in (
+            "connection refused",
+            "connection was closed",
+            "cannot connect",
+            "terminating connection",
+            "connection is closed",
+            "server closed the connection",
+            "connect call failed",
+            "the database system is",
+            "connectionreseterror",
+            "timeout",
+        )
+    )
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:

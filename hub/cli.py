@@ -121,8 +121,11 @@ async def _register_client(settings: Settings, client_id: str, role: str, org: s
     engine = make_engine(settings)
     async with engine.begin() as conn:
         await conn.execute(delete(clients).where(clients.c.client_id == client_id))
-        await conn.execute(insert(clients).values(client_id=client_id, org=org, role=role,
-                                                  jwks=Path(jwks_path).read_bytes(), name=client_id, active=True))
+        await conn.execute(
+            insert(clients).values(
+                client_id=client_id, org=org, role=role, jwks=Path(jwks_path).read_bytes(), name=client_id, active=True
+            )
+        )
     await engine.dispose()
     print(f"client {client_id} registered as {role} for {org}")
 
@@ -147,8 +150,10 @@ async def _audit_verify(settings: Settings) -> int:
     async with engine.connect() as conn:
         report = await verify_chain(conn)
     await engine.dispose()
-    print(f"sealed {sealed} new entries; checked {report.checked}: {'OK' if report.ok else 'BROKEN'}"
-          + (f" at seq {report.broken_at}: {report.reason}" if not report.ok else ""))
+    print(
+        f"sealed {sealed} new entries; checked {report.checked}: {'OK' if report.ok else 'BROKEN'}"
+        + (f" at seq {report.broken_at}: {report.reason}" if not report.ok else "")
+    )
     return 0 if report.ok else 1
 
 

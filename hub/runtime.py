@@ -30,8 +30,9 @@ class WriteHooks:
     def add(self, hook: Hook) -> None:
         self.hooks.append(hook)
 
-    async def after_write(self, uow: Any, ctx: AccessContext, res_type: str, before: dict[str, Any] | None,
-                          after: dict[str, Any] | None) -> None:
+    async def after_write(
+        self, uow: Any, ctx: AccessContext, res_type: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+    ) -> None:
         for hook in self.hooks:
             await hook(uow, ctx, res_type, before, after)
 

@@ -50,8 +50,9 @@ def utcnow() -> datetime:
 
 
 class TaskDispatcher(Protocol):
-    def send(self, task: str, args: list[str], *, outbox_id: int | None = None,
-             request_id: str | None = None) -> None: ...
+    def send(
+        self, task: str, args: list[str], *, outbox_id: int | None = None, request_id: str | None = None
+    ) -> None: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
@@ -71,8 +72,11 @@ async def claim(runtime: Runtime, outbox_id: int) -> bool:
     async with runtime.engine.begin() as conn:
         result = await conn.execute(
             update(outbox)
-            .where(outbox.c.id == outbox_id, outbox.c.completed.is_(None),
-                   or_(outbox.c.dispatched.is_(None), outbox.c.dispatched < now - CLAIM_TIMEOUT))
+            .where(
+                outbox.c.id == outbox_id,
+                outbox.c.completed.is_(None),
+                or_(outbox.c.dispatched.is_(None), outbox.c.dispatched < now - CLAIM_TIMEOUT),
+            )
             .values(dispatched=now, attempts=outbox.c.attempts + 1)
         )
     return bool(result.rowcount == 1)
@@ -82,17 +86,26 @@ async def relay_due(runtime: Runtime, limit: int = 200) -> int:
     """Send outbox rows that are due and not completed (deferred deadlines, lost dispatches)."""
     now = utcnow()
     async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(
-            select(outbox.c.id, outbox.c.task, outbox.c.args, outbox.c.request_id)
-            .where(and_(outbox.c.completed.is_(None), outbox.c.due <= now,
-                        or_(outbox.c.dispatched.is_(None), outbox.c.dispatched < now - CLAIM_TIMEOUT)))
-            .order_by(outbox.c.due).limit(limit)
-        )).all()
+        rows = (
+            await conn.execute(
+                select(outbox.c.id, outbox.c.task, outbox.c.args, outbox.c.request_id)
+                .where(
+                    and_(
+                        outbox.c.completed.is_(None),
+                        outbox.c.due <= now,
+                        or_(outbox.c.dispatched.is_(None), outbox.c.dispatched < now - CLAIM_TIMEOUT),
+                    )
+                )
+                .order_by(outbox.c.due)
+                .limit(limit)
+            )
+        ).all()
     sent = 0
     for row in rows:
         if row.task in TASKS and await claim(runtime, row.id):
-            runtime.dispatcher.send(row.task, orjson.loads(row.args), outbox_id=row.id, request_id=row.request_id,
-                                    claimed=True)  # type: ignore[call-arg]
+            runtime.dispatcher.send(
+                row.task, orjson.loads(row.args), outbox_id=row.id, request_id=row.request_id, claimed=True
+            )  # type: ignore[call-arg]
             sent += 1
     return sent
 
@@ -107,8 +120,15 @@ class InProcessDispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_periodic: dict[str, float] = {}
 
-    def send(self, task: str, args: list[str], *, outbox_id: int | None = None, request_id: str | None = None,
-             claimed: bool = False) -> None:
+    def send(
+        self,
+        task: str,
+        args: list[str],
+        *,
+        outbox_id: int | None = None,
+        request_id: str | None = None,
+        claimed: bool = False,
+    ) -> None:
         job = asyncio.get_running_loop().create_task(self._run(task, args, outbox_id, claimed))
         self._tasks.add(job)
         job.add_done_callback(self._tasks.discard)
@@ -166,8 +186,15 @@ class CeleryDispatcher:
         self._loop_task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
 
-    def send(self, task: str, args: list[str], *, outbox_id: int | None = None, request_id: str | None = None,
-             claimed: bool = False) -> None:
+    def send(
+        self,
+        task: str,
+        args: list[str],
+        *,
+        outbox_id: int | None = None,
+        request_id: str | None = None,
+        claimed: bool = False,
+    ) -> None:
         if claimed or outbox_id is None:
             self._publish(task, args, outbox_id, request_id)
             return
@@ -257,7 +284,7 @@ def _register_celery_task(app: Celery, name: str) -> None:
             _worker_loop().run_until_complete(run_task(runtime, name, list(args), outbox_id))
         except Exception as exc:
             if type(exc).__name__ in RETRY_TRANSIENT or isinstance(exc, OSError | TimeoutError):
-                raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300)) from exc
+                raise self.retry(exc=exc, countdown=min(2**self.request.retries, 300)) from exc
             log.exception("task %s failed (not retried): %s", name, exc)
             if outbox_id is not None:
                 _worker_loop().run_until_complete(_record_error(runtime, outbox_id, repr(exc)))

@@ -106,8 +106,7 @@ class Hub:
         return issue_token(self.settings, role=role, org=org, subject=kw.pop("subject", f"test-{role}"), **kw)
 
     def headers(self, role: str = "admin", org: str | None = f"{URA}|90000000", **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(role, org)}", "Content-Type": "application/fhir+json",
-                **extra}
+        return {"Authorization": f"Bearer {self.token(role, org)}", "Content-Type": "application/fhir+json", **extra}
 
     async def scalar(self, stmt: Any) -> Any:
         async with self.runtime.engine.connect() as conn:
@@ -173,10 +172,13 @@ async def hub(hub_session: Hub) -> AsyncIterator[Hub]:
 def location_factory() -> Callable[..., dict[str, Any]]:
     def make(name: str = "Bed 1", *, status: str = "U", org_ref: str | None = None, **extra: Any) -> dict[str, Any]:
         resource: dict[str, Any] = {
-            "resourceType": "Location", "status": "active", "name": name,
+            "resourceType": "Location",
+            "status": "active",
+            "name": name,
             "operationalStatus": {"system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": status},
-            "physicalType": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type",
-                                         "code": "bd"}]},
+            "physicalType": {
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type", "code": "bd"}]
+            },
         }
         if org_ref:
             resource["managingOrganization"] = {"reference": org_ref}

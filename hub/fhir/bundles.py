@@ -8,8 +8,8 @@ rolls back everything (the error names the entry).
 from __future__ import annotations
 
 import uuid
-from email.utils import format_datetime
 from datetime import UTC
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -19,6 +19,7 @@ from hub.errors import HubError, Invalid, NotFound, TooLarge
 from hub.fhir import interactions
 from hub.fhir.outcome import error_outcome
 from hub.fhir.search.query import SearchQuery
+from hub.fhir.validation import validate
 from hub.security.context import AccessContext
 from hub.store.repository import StoredResource, WriteResult
 from hub.store.search_sql import SearchResult
@@ -38,9 +39,15 @@ def search_bundle(base: str, query: SearchQuery, result: SearchResult, *, shape:
         if result.has_next:
             links.append({"relation": "next", "url": f"{page}&_getpagesoffset={result.offset + query.count}"})
         if result.offset > 0:
-            links.append({"relation": "previous", "url": f"{page}&_getpagesoffset={max(0, result.offset - query.count)}"})
-    head: dict[str, Any] = {"resourceType": "Bundle", "id": str(uuid.uuid4()),
-                            "meta": {"lastUpdated": instant(utcnow())}, "type": "searchset"}
+            links.append(
+                {"relation": "previous", "url": f"{page}&_getpagesoffset={max(0, result.offset - query.count)}"}
+            )
+    head: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": instant(utcnow())},
+        "type": "searchset",
+    }
     if result.total is not None and query.total != "none":
         head["total"] = result.total
     head["link"] = links
@@ -48,8 +55,13 @@ def search_bundle(base: str, query: SearchQuery, result: SearchResult, *, shape:
     entries = [_entry(base, s, "match", shape) for s in result.matches]
     entries += [_entry(base, s, "include", shape) for s in result.includes]
     if query.unknown:
-        oo = {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "warning", "code": "not-supported", "diagnostics": f"{msg} (ignored)"} for msg in query.unknown]}
+        oo = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {"severity": "warning", "code": "not-supported", "diagnostics": f"{msg} (ignored)"}
+                for msg in query.unknown
+            ],
+        }
         entries.append(b'{"resource":' + orjson.dumps(oo) + b',"search":{"mode":"outcome"}}')
     if entries:
         parts.append(b',"entry":[' + b",".join(entries) + b"]")
@@ -64,8 +76,13 @@ def _entry(base: str, stored: StoredResource, mode: str, shape: Any) -> bytes:
 
 
 def history_bundle(base: str, self_url: str, rows: list[Any], next_url: str | None) -> bytes:
-    head = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "meta": {"lastUpdated": instant(utcnow())},
-            "type": "history", "link": [{"relation": "self", "url": self_url}]}
+    head: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": instant(utcnow())},
+        "type": "history",
+        "link": [{"relation": "self", "url": self_url}],
+    }
     if next_url:
         head["link"].append({"relation": "next", "url": next_url})
     entries = []
@@ -73,9 +90,12 @@ def history_bundle(base: str, self_url: str, rows: list[Any], next_url: str | No
         method = "DELETE" if r.deleted else ("POST" if r.version == 1 else "PUT")
         url = r.res_type if method == "POST" else f"{r.res_type}/{r.res_id}"
         status = "201 Created" if method == "POST" else ("204 No Content" if r.deleted else "200 OK")
-        meta = orjson.dumps({"request": {"method": method, "url": url},
-                             "response": {"status": status, "etag": f'W/"{r.version}"',
-                                          "lastModified": instant(r.last_updated)}})[1:-1]
+        meta = orjson.dumps(
+            {
+                "request": {"method": method, "url": url},
+                "response": {"status": status, "etag": f'W/"{r.version}"', "lastModified": instant(r.last_updated)},
+            }
+        )[1:-1]
         full_url = f"{base}/{r.res_type}/{r.res_id}".encode()
         body = b'{"fullUrl":"' + full_url + b'",'
         if not r.deleted:
@@ -92,8 +112,11 @@ class EntryFailed(HubError):
     """Wraps the error of one transaction entry, pointing at it."""
 
     def __init__(self, index: int, err: HubError) -> None:
-        super().__init__(f"Bundle.entry[{index}]: {err.diagnostics}",
-                         expression=[f"Bundle.entry[{index}]"] + err.expression, issues=err.extra_issues)
+        super().__init__(
+            f"Bundle.entry[{index}]: {err.diagnostics}",
+            expression=[f"Bundle.entry[{index}]", *err.expression],
+            issues=err.extra_issues,
+        )
         self.status, self.code = err.status, err.code
 
 
@@ -117,8 +140,9 @@ async def process(uow: UnitOfWork, ctx: AccessContext, bundle: Any, base: str, *
     return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": f"{kind}-response", "entry": responses}
 
 
-async def _transaction(uow: UnitOfWork, ctx: AccessContext, entries: list[dict[str, Any]], base: str,
-                       prefer_return: str) -> list[dict[str, Any]]:
+async def _transaction(
+    uow: UnitOfWork, ctx: AccessContext, entries: list[dict[str, Any]], base: str, prefer_return: str
+) -> list[dict[str, Any]]:
     ids: dict[str, str] = {}  # fullUrl -> "Type/id"
     preset: dict[int, WriteResult] = {}
     order = sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"]])
@@ -163,8 +187,9 @@ async def _transaction(uow: UnitOfWork, ctx: AccessContext, entries: list[dict[s
     return [results[i] for i in range(len(entries))]
 
 
-async def _batch(uow: UnitOfWork, ctx: AccessContext, entries: list[dict[str, Any]], base: str,
-                 prefer_return: str) -> list[dict[str, Any]]:
+async def _batch(
+    uow: UnitOfWork, ctx: AccessContext, entries: list[dict[str, Any]], base: str, prefer_return: str
+) -> list[dict[str, Any]]:
     """Batch: entries are independent; each runs in a savepoint so one failure leaves the others standing."""
     results: dict[int, dict[str, Any]] = {}
     for i in sorted(range(len(entries)), key=lambda i: ORDER[entries[i]["request"]["method"]]):
@@ -204,8 +229,15 @@ def _rewrite(entry: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
     return {**entry, "resource": walk(entry["resource"])}
 
 
-async def _run_entry(uow: UnitOfWork, ctx: AccessContext, entry: dict[str, Any], base: str, prefer_return: str,
-                     ids: dict[str, str], original: dict[str, Any]) -> dict[str, Any]:
+async def _run_entry(
+    uow: UnitOfWork,
+    ctx: AccessContext,
+    entry: dict[str, Any],
+    base: str,
+    prefer_return: str,
+    ids: dict[str, str],
+    original: dict[str, Any],
+) -> dict[str, Any]:
     request = entry["request"]
     method, url = request["method"], request["url"].strip("/")
     path, _, query = url.partition("?")
@@ -214,28 +246,29 @@ async def _run_entry(uow: UnitOfWork, ctx: AccessContext, entry: dict[str, Any],
     if method == "POST":
         rt = parts[0]
         interactions.check_type(rt)
-        resource = interactions.validate(entry.get("resource"), uow.runtime.rules, expected_type=rt)
+        resource = validate(entry.get("resource"), uow.runtime.rules, expected_type=rt)
         assigned = original.get("_assigned")
         if assigned:
-            result = await uow.resources.create(ctx, {**resource, "id": assigned.split("/")[1]},
-                                                res_id=assigned.split("/")[1], validated=True)
+            result = await uow.resources.create(
+                ctx, {**resource, "id": assigned.split("/")[1]}, res_id=assigned.split("/")[1], validated=True
+            )
         else:
             result = await interactions.create(uow, ctx, rt, resource, if_none_exist=request.get("ifNoneExist"))
         return _write_response(result, base, prefer_return, status="201 Created" if result.created else "200 OK")
     if method == "PUT":
         rt = parts[0]
         interactions.check_type(rt)
-        resource = entry.get("resource")
+        body: Any = entry.get("resource")
         assigned = original.get("_assigned")
         if query and assigned:
-            resource = {**(resource or {}), "id": assigned.split("/")[1]}
-            result = await interactions.update(uow, ctx, rt, assigned.split("/")[1], resource, if_match=if_match)
+            body = {**(body or {}), "id": assigned.split("/")[1]}
+            result = await interactions.update(uow, ctx, rt, assigned.split("/")[1], body, if_match=if_match)
         elif query:
-            result = await interactions.conditional_update(uow, ctx, rt, query, resource, if_match=if_match)
+            result = await interactions.conditional_update(uow, ctx, rt, query, body, if_match=if_match)
         else:
             if len(parts) != 2:
                 raise Invalid(f"PUT url must be Type/id or Type?criteria, not '{url}'")
-            result = await interactions.update(uow, ctx, rt, parts[1], resource, if_match=if_match)
+            result = await interactions.update(uow, ctx, rt, parts[1], body, if_match=if_match)
         return _write_response(result, base, prefer_return, status="201 Created" if result.created else "200 OK")
     if method == "PATCH":
         if len(parts) != 2:
@@ -259,12 +292,16 @@ async def _run_entry(uow: UnitOfWork, ctx: AccessContext, entry: dict[str, Any],
     # GET / HEAD
     if len(parts) == 2:
         stored = await uow.resources.read_raw(ctx, parts[0], parts[1])
-        return {"resource": orjson.loads(stored.content),
-                "response": {"status": "200 OK", "etag": stored.etag, "lastModified": instant(stored.last_updated)}}
+        return {
+            "resource": orjson.loads(stored.content),
+            "response": {"status": "200 OK", "etag": stored.etag, "lastModified": instant(stored.last_updated)},
+        }
     if len(parts) == 1:
         outcome = await interactions.search(uow, ctx, parts[0], parse_qsl(query, keep_blank_values=True), strict=False)
-        return {"resource": orjson.loads(search_bundle(base, outcome.query, outcome.result)),
-                "response": {"status": "200 OK"}}
+        return {
+            "resource": orjson.loads(search_bundle(base, outcome.query, outcome.result)),
+            "response": {"status": "200 OK"},
+        }
     raise NotFound(f"Cannot GET '{url}' inside a Bundle")
 
 
@@ -281,14 +318,20 @@ def _patch_ops(body: Any) -> Any:
 
 def _write_response(result: WriteResult, base: str, prefer_return: str, *, status: str) -> dict[str, Any]:
     stored = result.stored
-    response: dict[str, Any] = {"status": status, "location": f"{base}/{stored.location}", "etag": stored.etag,
-                                "lastModified": instant(stored.last_updated)}
+    response: dict[str, Any] = {
+        "status": status,
+        "location": f"{base}/{stored.location}",
+        "etag": stored.etag,
+        "lastModified": instant(stored.last_updated),
+    }
     entry: dict[str, Any] = {"fullUrl": f"{base}/{stored.res_type}/{stored.res_id}", "response": response}
     if prefer_return == "representation":
         entry["resource"] = orjson.loads(stored.content)
     elif prefer_return == "OperationOutcome":
-        response["outcome"] = {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "information", "code": "informational", "diagnostics": status}]}
+        response["outcome"] = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": status}],
+        }
     return entry
 
 

@@ -8,8 +8,17 @@ from hub import __version__
 from hub.fhir.operations import OPERATIONS
 from hub.fhir.searchparams import SearchRegistry
 
-INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
-                "search-type"]
+INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
 READ_ONLY = {"AuditEvent"}
 
 
@@ -28,11 +37,19 @@ def capability_statement(registry: SearchRegistry, base: str, supported_types: l
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "searchInclude": sorted(f"{rt}:{p.code}" for p in params.values() if p.type == "reference"),
-            "searchRevInclude": sorted({f"{o}:{p.code}" for o in supported_types
-                                        for p in registry.params_for(o).values()
-                                        if p.type == "reference" and (not p.targets or rt in p.targets)}),
+            "searchRevInclude": sorted(
+                {
+                    f"{o}:{p.code}"
+                    for o in supported_types
+                    for p in registry.params_for(o).values()
+                    if p.type == "reference" and (not p.targets or rt in p.targets)
+                }
+            ),
             "searchParam": [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}]
-            + [{"name": p.code, "definition": p.url, "type": p.type} for p in sorted(params.values(), key=lambda p: p.code)],
+            + [
+                {"name": p.code, "definition": p.url, "type": p.type}
+                for p in sorted(params.values(), key=lambda p: p.code)
+            ],
         }
         ops = [o for o in OPERATIONS if rt in o.resource_types or "*" in o.resource_types]
         if ops:
@@ -43,12 +60,24 @@ def capability_statement(registry: SearchRegistry, base: str, supported_types: l
         "mode": "server",
         "security": {
             "cors": False,
-            "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                     "code": "SMART-on-FHIR"}]}],
+            "service": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                            "code": "SMART-on-FHIR",
+                        }
+                    ]
+                }
+            ],
             "description": "OAuth2 bearer tokens (JWT) with role and organisation; SMART Backend Services "
-                           "(client_credentials + private_key_jwt) at /auth/token.",
-            "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                           "extension": [{"url": "token", "valueUri": f"{base.rsplit('/fhir', 1)[0]}/auth/token"}]}],
+            "(client_credentials + private_key_jwt) at /auth/token.",
+            "extension": [
+                {
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": f"{base.rsplit('/fhir', 1)[0]}/auth/token"}],
+                }
+            ],
         },
         "resource": resources,
         "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],

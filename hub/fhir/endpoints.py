@@ -55,8 +55,9 @@ async def metadata(request: Request) -> Response:
     cached = request.app.state.capability_bytes
     if cached is None:
         runtime = runtime_of(request)
-        cached = orjson.dumps(capability_statement(runtime.registry, base_url(request),
-                                                   sorted(request.app.state.supported_types)))
+        cached = orjson.dumps(
+            capability_statement(runtime.registry, base_url(request), sorted(request.app.state.supported_types))
+        )
         request.app.state.capability_bytes = cached
     return FhirResponse(cached)
 
@@ -67,8 +68,9 @@ async def metadata(request: Request) -> Response:
 async def batch_or_transaction(request: Request, ctx: Access) -> Response:
     bundle = await body_json(request)
     async with uow_for(request) as uow:
-        response = await bundles.process(uow, ctx, bundle, base_url(request),
-                                         prefer_return=prefer(request).get("return", "minimal"))
+        response = await bundles.process(
+            uow, ctx, bundle, base_url(request), prefer_return=prefer(request).get("return", "minimal")
+        )
     return FhirResponse(response)
 
 
@@ -107,8 +109,7 @@ async def create(request: Request, res_type: str, ctx: Access) -> Response:
     supported(request, res_type)
     body = await body_json(request)
     async with uow_for(request) as uow:
-        result = await interactions.create(uow, ctx, res_type, body,
-                                           if_none_exist=request.headers.get("if-none-exist"))
+        result = await interactions.create(uow, ctx, res_type, body, if_none_exist=request.headers.get("if-none-exist"))
     return write_response(request, result)
 
 
@@ -121,7 +122,8 @@ async def conditional_update(request: Request, res_type: str, ctx: Access) -> Re
     body = await body_json(request)
     async with uow_for(request) as uow:
         result = await interactions.conditional_update(
-            uow, ctx, res_type, criteria, body, if_match=interactions.parse_etag(request.headers.get("if-match")))
+            uow, ctx, res_type, criteria, body, if_match=interactions.parse_etag(request.headers.get("if-match"))
+        )
     return write_response(request, result)
 
 
@@ -181,8 +183,9 @@ async def update(request: Request, res_type: str, res_id: str, ctx: Access) -> R
     supported(request, res_type)
     body = await body_json(request)
     async with uow_for(request) as uow:
-        result = await interactions.update(uow, ctx, res_type, res_id, body,
-                                           if_match=interactions.parse_etag(request.headers.get("if-match")))
+        result = await interactions.update(
+            uow, ctx, res_type, res_id, body, if_match=interactions.parse_etag(request.headers.get("if-match"))
+        )
     return write_response(request, result)
 
 
@@ -191,8 +194,9 @@ async def patch(request: Request, res_type: str, res_id: str, ctx: Access) -> Re
     supported(request, res_type)
     ops = await body_json(request, patch=True)
     async with uow_for(request) as uow:
-        result = await interactions.patch(uow, ctx, res_type, res_id, ops,
-                                          if_match=interactions.parse_etag(request.headers.get("if-match")))
+        result = await interactions.patch(
+            uow, ctx, res_type, res_id, ops, if_match=interactions.parse_etag(request.headers.get("if-match"))
+        )
     return write_response(request, result)
 
 
@@ -200,8 +204,9 @@ async def patch(request: Request, res_type: str, res_id: str, ctx: Access) -> Re
 async def delete(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
     supported(request, res_type)
     async with uow_for(request) as uow:
-        stored = await uow.resources.delete(ctx, res_type, res_id,
-                                            if_match=interactions.parse_etag(request.headers.get("if-match")))
+        stored = await uow.resources.delete(
+            ctx, res_type, res_id, if_match=interactions.parse_etag(request.headers.get("if-match"))
+        )
     headers = {"ETag": stored.etag} if stored else {}
     return Response(status_code=204, headers=headers)
 
@@ -243,8 +248,15 @@ async def _history(request: Request, ctx: Access, res_type: str | None, res_id: 
     count = int(count_text)
     before = params.get("_before_seq")
     async with uow_for(request) as uow:
-        page = await interactions.history(uow, ctx, res_type=res_type, res_id=res_id, since=since, count=count,
-                                          before_seq=int(before) if before and before.isdigit() else None)
+        page = await interactions.history(
+            uow,
+            ctx,
+            res_type=res_type,
+            res_id=res_id,
+            since=since,
+            count=count,
+            before_seq=int(before) if before and before.isdigit() else None,
+        )
     path = "/".join(p for p in (res_type, res_id) if p)
     root = f"{base_url(request)}/{path + '/' if path else ''}_history"
     self_url = f"{root}?{request.url.query}" if request.url.query else root

@@ -127,7 +127,9 @@ def _child(name: str, choice: str | None) -> Step:
                 found.extend(_flatten([node[name]]))
             else:  # polymorphic element value[x] without a type filter: all variants
                 found.extend(
-                    _flatten(v for k, v in node.items() if k.startswith(name) and k[len(name) : len(name) + 1].isupper())
+                    _flatten(
+                        v for k, v in node.items() if k.startswith(name) and k[len(name) : len(name) + 1].isupper()
+                    )
                 )
         return found
 

@@ -11,8 +11,15 @@ from hub.runtime import Runtime
 from hub.security.context import AccessContext
 from hub.store.uow import UnitOfWork
 
-ACCEPTABLE = ("application/fhir+json", "application/json", "application/json+fhir", "*/*", "application/*",
-              "text/html", "json")
+ACCEPTABLE = (
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+    "*/*",
+    "application/*",
+    "text/html",
+    "json",
+)
 XML_FORMATS = ("xml", "text/xml", "application/xml", "application/fhir+xml", "ttl", "application/fhir+turtle")
 
 

@@ -92,8 +92,7 @@ def _references(value: Any) -> list[Row]:
         return []
     ref = value.get("reference")
     if not isinstance(ref, str):
-        ident = value.get("identifier")
-        return [] if not ident else []
+        return []  # identifier-only references are not searchable (no :identifier modifier)
     ref = ref.split("/_history/")[0]
     target_type = reference_type(value)
     if ref.startswith(("http://", "https://")):
@@ -131,12 +130,11 @@ def date_range(text: str) -> tuple[datetime, datetime]:
 def _dates(value: Any) -> list[Row]:
     try:
         if isinstance(value, str):
-            low, high = date_range(value)
-            return [{"low": low, "high": high}]
+            return [dict(zip(("low", "high"), date_range(value), strict=True))]
         if isinstance(value, dict) and ("start" in value or "end" in value):
-            low = date_range(value["start"])[0] if value.get("start") else None
-            high = date_range(value["end"])[1] if value.get("end") else None
-            return [{"low": low, "high": high}]
+            start = date_range(value["start"])[0] if value.get("start") else None
+            end = date_range(value["end"])[1] if value.get("end") else None
+            return [{"low": start, "high": end}]
     except ValueError:
         return []
     return []
@@ -148,7 +146,13 @@ def _numbers(value: Any) -> list[Row]:
     if isinstance(value, int | float):
         return [{"value": float(value), "system": None, "unit": None}]
     if isinstance(value, dict) and isinstance(value.get("value"), int | float):
-        return [{"value": float(value["value"]), "system": value.get("system"), "unit": value.get("code") or value.get("unit")}]
+        return [
+            {
+                "value": float(value["value"]),
+                "system": value.get("system"),
+                "unit": value.get("code") or value.get("unit"),
+            }
+        ]
     return []
 
 

@@ -37,8 +37,9 @@ def parse_etag(value: str | None) -> int | None:
     return int(text)
 
 
-async def create(uow: UnitOfWork, ctx: AccessContext, res_type: str, body: Any, *,
-                 if_none_exist: str | None = None) -> WriteResult:
+async def create(
+    uow: UnitOfWork, ctx: AccessContext, res_type: str, body: Any, *, if_none_exist: str | None = None
+) -> WriteResult:
     """POST: validate and store with a new id; with If-None-Exist, return the single match instead (200)."""
     resource = validate(body, uow.runtime.rules, expected_type=res_type)
     if if_none_exist:
@@ -51,16 +52,18 @@ async def create(uow: UnitOfWork, ctx: AccessContext, res_type: str, body: Any, 
     return await uow.resources.create(ctx, resource, validated=True)
 
 
-async def update(uow: UnitOfWork, ctx: AccessContext, res_type: str, res_id: str, body: Any, *,
-                 if_match: int | None) -> WriteResult:
+async def update(
+    uow: UnitOfWork, ctx: AccessContext, res_type: str, res_id: str, body: Any, *, if_match: int | None
+) -> WriteResult:
     resource = validate(body, uow.runtime.rules, expected_type=res_type)
     if resource.get("id") != res_id:
         raise Invalid(f"Resource id '{resource.get('id')}' must equal the URL id '{res_id}'", expression=["id"])
     return await uow.resources.update(ctx, resource, if_match=if_match, validated=True)
 
 
-async def conditional_update(uow: UnitOfWork, ctx: AccessContext, res_type: str, criteria: str, body: Any, *,
-                             if_match: int | None) -> WriteResult:
+async def conditional_update(
+    uow: UnitOfWork, ctx: AccessContext, res_type: str, criteria: str, body: Any, *, if_match: int | None
+) -> WriteResult:
     """PUT Type?criteria: no match -> create, one -> update it, several -> 412."""
     resource = validate(body, uow.runtime.rules, expected_type=res_type)
     matches = await conditional_matches(uow, ctx, res_type, criteria)
@@ -77,8 +80,9 @@ async def conditional_update(uow: UnitOfWork, ctx: AccessContext, res_type: str,
     return await uow.resources.update(ctx, resource, if_match=if_match, validated=True)
 
 
-async def patch(uow: UnitOfWork, ctx: AccessContext, res_type: str, res_id: str, operations: Any, *,
-                if_match: int | None) -> WriteResult:
+async def patch(
+    uow: UnitOfWork, ctx: AccessContext, res_type: str, res_id: str, operations: Any, *, if_match: int | None
+) -> WriteResult:
     """JSON Patch (RFC 6902) applied to the current version, then validated like any write."""
     if not isinstance(operations, list):
         raise Invalid("A JSON Patch body is an array of operations")
@@ -95,7 +99,9 @@ async def patch(uow: UnitOfWork, ctx: AccessContext, res_type: str, res_id: str,
     return await uow.resources.update(ctx, patched, if_match=current.version, method="PATCH", validated=True)
 
 
-async def conditional_matches(uow: UnitOfWork, ctx: AccessContext, res_type: str, criteria: str) -> list[StoredResource]:
+async def conditional_matches(
+    uow: UnitOfWork, ctx: AccessContext, res_type: str, criteria: str
+) -> list[StoredResource]:
     items = parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True)
     if not items:
         raise Invalid("Conditional criteria are empty")
@@ -108,8 +114,13 @@ async def conditional_matches(uow: UnitOfWork, ctx: AccessContext, res_type: str
 def searcher(uow: UnitOfWork) -> SqlSearch:
     settings = uow.runtime.settings
     expand = uow.runtime.extras.get("expand_valueset")
-    return SqlSearch(uow.conn, uow.runtime.registry, expand_valueset=expand, max_snapshot=settings.max_snapshot,
-                     max_include=settings.max_include)
+    return SqlSearch(
+        uow.conn,
+        uow.runtime.registry,
+        expand_valueset=expand,
+        max_snapshot=settings.max_snapshot,
+        max_include=settings.max_include,
+    )
 
 
 @dataclass
@@ -118,11 +129,18 @@ class SearchOutcome:
     result: SearchResult
 
 
-async def search(uow: UnitOfWork, ctx: AccessContext, res_type: str, items: list[tuple[str, str]], *,
-                 strict: bool) -> SearchOutcome:
+async def search(
+    uow: UnitOfWork, ctx: AccessContext, res_type: str, items: list[tuple[str, str]], *, strict: bool
+) -> SearchOutcome:
     settings = uow.runtime.settings
-    query = search_query.parse(uow.runtime.registry, res_type, items, default_count=settings.default_count,
-                               max_count=settings.max_count, strict=strict)
+    query = search_query.parse(
+        uow.runtime.registry,
+        res_type,
+        items,
+        default_count=settings.default_count,
+        max_count=settings.max_count,
+        strict=strict,
+    )
     params = dict(items)
     engine = searcher(uow)
     if "_getpages" in params:
@@ -130,8 +148,9 @@ async def search(uow: UnitOfWork, ctx: AccessContext, res_type: str, items: list
         result = await engine.page(ctx, query, params["_getpages"], offset)
     else:
         result = await engine.run(ctx, query)
-    await uow.resources.audit_access(ctx, "search-type", result.matches + result.includes,
-                                     query=f"{res_type}?{query.canonical}")
+    await uow.resources.audit_access(
+        ctx, "search-type", result.matches + result.includes, query=f"{res_type}?{query.canonical}"
+    )
     return SearchOutcome(query, result)
 
 
@@ -142,26 +161,38 @@ class HistoryPage:
     last_seq: int | None
 
 
-async def history(uow: UnitOfWork, ctx: AccessContext, *, res_type: str | None, res_id: str | None,
-                  since: datetime | None, count: int, before_seq: int | None) -> HistoryPage:
+async def history(
+    uow: UnitOfWork,
+    ctx: AccessContext,
+    *,
+    res_type: str | None,
+    res_id: str | None,
+    since: datetime | None,
+    count: int,
+    before_seq: int | None,
+) -> HistoryPage:
     """Versions newest first; paged by the immutable change sequence, so pages never shift (ITI-91 sync)."""
     from hub.security import policy
 
     stmt = select(resource_versions, resources.c.medical, resources.c.owner_org, resources.c.patient_id).join(
-        resources, resources.c.rid == resource_versions.c.rid)
+        resources, resources.c.rid == resource_versions.c.rid
+    )
     if res_type:
         stmt = stmt.where(resource_versions.c.res_type == res_type)
     if res_id:
         stmt = stmt.where(resource_versions.c.res_id == res_id)
-        if (await uow.conn.execute(select(resources.c.rid).where(resources.c.res_type == res_type,
-                                                                  resources.c.res_id == res_id))).first() is None:
+        if (
+            await uow.conn.execute(
+                select(resources.c.rid).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
+            )
+        ).first() is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
     if since:
         stmt = stmt.where(resource_versions.c.last_updated >= since)
     if before_seq:
         stmt = stmt.where(resource_versions.c.seq < before_seq)
     stmt = stmt.order_by(resource_versions.c.seq.desc()).limit(count * 4 + 1)
-    rows = []
+    rows: list[Any] = []
     has_more = False
     for row in (await uow.conn.execute(stmt)).all():
         if len(rows) == count:
@@ -169,7 +200,21 @@ async def history(uow: UnitOfWork, ctx: AccessContext, *, res_type: str | None, 
             break
         if policy.may_read_row(ctx, row.res_type, medical=row.medical, owner_org=row.owner_org):
             rows.append(row)
-    stored = [StoredResource(r.res_type, r.res_id, r.version, r.last_updated, r.content or b"", r.deleted,
-                             r.owner_org, r.patient_id, r.medical, r.rid) for r in rows if not r.deleted]
+    stored = [
+        StoredResource(
+            r.res_type,
+            r.res_id,
+            r.version,
+            r.last_updated,
+            r.content or b"",
+            r.deleted,
+            r.owner_org,
+            r.patient_id,
+            r.medical,
+            r.rid,
+        )
+        for r in rows
+        if not r.deleted
+    ]
     await uow.resources.audit_access(ctx, "history-type" if not res_id else "history-instance", stored)
     return HistoryPage(rows, has_more, rows[-1].seq if rows else None)

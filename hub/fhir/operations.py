@@ -14,8 +14,12 @@ class OperationInfo:
 
 
 OPERATIONS: list[OperationInfo] = [
-    OperationInfo("validate", "http://hl7.org/fhir/OperationDefinition/Resource-validate", ("*",),
-                  "Validate a resource with fhir.resources (R4B) and the hub's profile rules; nothing is stored."),
+    OperationInfo(
+        "validate",
+        "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+        ("*",),
+        "Validate a resource with fhir.resources (R4B) and the hub's profile rules; nothing is stored.",
+    ),
 ]
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime
 from datetime import UTC
+from email.utils import format_datetime
 from typing import Any
 
 import orjson
@@ -19,13 +19,16 @@ class FhirResponse(Response):
 
     def __init__(self, content: Any = None, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
         body = content if isinstance(content, bytes) else (b"" if content is None else orjson.dumps(content))
-        super().__init__(body, status_code=status_code, headers=headers,
-                         media_type=f"{FHIR_JSON}; charset=utf-8" if body else None)
+        super().__init__(
+            body, status_code=status_code, headers=headers, media_type=f"{FHIR_JSON}; charset=utf-8" if body else None
+        )
 
 
 def resource_headers(stored: StoredResource, base: str, *, location: bool = False) -> dict[str, str]:
-    headers = {"ETag": stored.etag,
-               "Last-Modified": format_datetime(stored.last_updated.replace(tzinfo=UTC), usegmt=True)}
+    headers = {
+        "ETag": stored.etag,
+        "Last-Modified": format_datetime(stored.last_updated.replace(tzinfo=UTC), usegmt=True),
+    }
     if location:
         headers["Location"] = f"{base}/{stored.location}"
     return headers

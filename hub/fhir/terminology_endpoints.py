@@ -88,8 +88,14 @@ async def validate_code(request: Request, ctx: Access) -> Response:
     p = await _params(request)
     system = p.get("system") or (p.get("url") if "/CodeSystem/" in request.url.path else None)
     url = p.get("url") if "/ValueSet/" in request.url.path else None
-    return _call(terminology.validate_code, _profiles(request), url=url, system=system, code=p.get("code", ""),
-                 display=p.get("display"))
+    return _call(
+        terminology.validate_code,
+        _profiles(request),
+        url=url,
+        system=system,
+        code=p.get("code", ""),
+        display=p.get("display"),
+    )
 
 
 @router.api_route("/ValueSet/$expand", methods=["GET", "POST"])
@@ -98,5 +104,12 @@ async def expand(request: Request, ctx: Access) -> Response:
     count = int(p["count"]) if p.get("count", "").isdigit() else None
     offset = int(p["offset"]) if p.get("offset", "").isdigit() else 0
     stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    return _call(terminology.expand, _profiles(request), p.get("url", ""), filter=p.get("filter"), count=count,
-                 offset=offset, timestamp=stamp)
+    return _call(
+        terminology.expand,
+        _profiles(request),
+        p.get("url", ""),
+        filter=p.get("filter"),
+        count=count,
+        offset=offset,
+        timestamp=stamp,
+    )

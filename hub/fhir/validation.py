@@ -101,7 +101,9 @@ def _issue(expression: str, message: str) -> dict[str, Any]:
 def _outcome_from_pydantic(resource_type: str, exc: ValidationError) -> Unprocessable:
     issues = []
     for err in exc.errors()[:50]:
-        path = resource_type + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"] if p != "__root__")
+        path = resource_type + "".join(
+            f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"] if p != "__root__"
+        )
         issues.append((path, f"{path}: {err['msg']}"))
     first_path, first_msg = issues[0]
     return Unprocessable(first_msg, expression=[first_path], issues=[_issue(p, m) for p, m in issues[1:]])

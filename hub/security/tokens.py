@@ -25,14 +25,30 @@ CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGS = ["RS384", "ES384", "RS256", "ES256"]
 
 
-def issue_token(settings: Settings, *, role: str, org: str | None, subject: str, name: str | None = None,
-                scope: str = "system/*.*", ttl: int | None = None) -> str:
+def issue_token(
+    settings: Settings,
+    *,
+    role: str,
+    org: str | None,
+    subject: str,
+    name: str | None = None,
+    scope: str = "system/*.*",
+    ttl: int | None = None,
+) -> str:
     """A hub-signed access token carrying the caller's role and organisation (URA/AGB as system|value)."""
     if role not in ROLES:
         raise Invalid(f"unknown role '{role}'; one of {', '.join(ROLES)}")
     now = int(time.time())
-    claims = {"iss": settings.token_issuer, "sub": subject, "role": role, "org": org, "scope": scope,
-              "iat": now, "exp": now + (ttl or settings.token_ttl_seconds), "jti": str(uuid.uuid4())}
+    claims = {
+        "iss": settings.token_issuer,
+        "sub": subject,
+        "role": role,
+        "org": org,
+        "scope": scope,
+        "iat": now,
+        "exp": now + (ttl or settings.token_ttl_seconds),
+        "jti": str(uuid.uuid4()),
+    }
     if name:
         claims["name"] = name
     return jwt.encode(claims, settings.signing_key.get_secret_value(), algorithm="HS256")
@@ -51,25 +67,44 @@ class TokenVerifier:
         if claims is not None and claims["exp"] > time.time():
             return claims
         try:
-            claims = jwt.decode(token, self.settings.signing_key.get_secret_value(), algorithms=["HS256"],
-                                issuer=self.settings.token_issuer, options={"require": ["exp", "sub", "role"]})
+            claims = jwt.decode(
+                token,
+                self.settings.signing_key.get_secret_value(),
+                algorithms=["HS256"],
+                issuer=self.settings.token_issuer,
+                options={"require": ["exp", "sub", "role"]},
+            )
         except jwt.PyJWTError as exc:
-            raise Unauthorized(f"invalid bearer token: {exc}",
-                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            raise Unauthorized(
+                f"invalid bearer token: {exc}", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            ) from None
         self._cache[token] = claims
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)
         return claims
 
-    def context(self, authorization: str | None, *, purpose_of_use: str | None = None,
-                client_address: str | None = None, request_id: str | None = None) -> AccessContext:
+    def context(
+        self,
+        authorization: str | None,
+        *,
+        purpose_of_use: str | None = None,
+        client_address: str | None = None,
+        request_id: str | None = None,
+    ) -> AccessContext:
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthorized("authentication required: send 'Authorization: Bearer <token>'",
-                               headers={"WWW-Authenticate": 'Bearer realm="zorgnet-hub"'})
+            raise Unauthorized(
+                "authentication required: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": 'Bearer realm="zorgnet-hub"'},
+            )
         claims = self.verify(authorization[7:].strip())
         return AccessContext(
-            role=claims["role"], org=claims.get("org"), subject=claims["sub"], name=claims.get("name"),
-            purpose_of_use=purpose_of_use, client_address=client_address, request_id=request_id,
+            role=claims["role"],
+            org=claims.get("org"),
+            subject=claims["sub"],
+            name=claims.get("name"),
+            purpose_of_use=purpose_of_use,
+            client_address=client_address,
+            request_id=request_id,
             scopes=frozenset(str(claims.get("scope", "")).split()),
         )
 
@@ -113,8 +148,13 @@ async def exchange_client_assertion(
     last_error: Exception | None = None
     for key in candidates:
         try:
-            claims = jwt.decode(assertion, jwt.PyJWK(key).key, algorithms=ASSERTION_ALGS, audience=token_url,
-                                options={"require": ["exp", "jti", "iss", "sub", "aud"]})
+            claims = jwt.decode(
+                assertion,
+                jwt.PyJWK(key).key,
+                algorithms=ASSERTION_ALGS,
+                audience=token_url,
+                options={"require": ["exp", "jti", "iss", "sub", "aud"]},
+            )
             break
         except jwt.PyJWTError as exc:
             last_error = exc

@@ -7,6 +7,8 @@ SQL query. Alembic revisions under migrations/ must agree with this module (a te
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -69,9 +71,9 @@ resource_versions = Table(
 )
 
 
-def _index_table(name: str, *value_columns: Column, indexes: list[tuple[str, ...]]) -> Table:
+def _index_table(name: str, *value_columns: Column[Any], indexes: list[tuple[str, ...]]) -> Table:
     """Index tables share (rid, res_type, param) and add their own value columns."""
-    cols: list[Column] = [
+    cols: list[Column[Any]] = [
         Column("rid", RID, ForeignKey("resources.rid", ondelete="CASCADE"), nullable=False),
         Column("res_type", String(64), nullable=False),
         Column("param", String(64), nullable=False),

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     ColumnElement,
-    Select,
     and_,
     delete,
     exists,
@@ -51,8 +50,16 @@ from hub.store.sql import row_to_stored, utcnow
 
 SNAPSHOT_TTL = timedelta(hours=1)
 _COLS = (
-    resources.c.rid, resources.c.res_type, resources.c.res_id, resources.c.version, resources.c.last_updated,
-    resources.c.content, resources.c.deleted, resources.c.owner_org, resources.c.patient_id, resources.c.medical,
+    resources.c.rid,
+    resources.c.res_type,
+    resources.c.res_id,
+    resources.c.version,
+    resources.c.last_updated,
+    resources.c.content,
+    resources.c.deleted,
+    resources.c.owner_org,
+    resources.c.patient_id,
+    resources.c.medical,
 )
 
 
@@ -70,9 +77,15 @@ TerminologyExpander = Any  # callable(url) -> frozenset[(system, code)]
 
 
 class SqlSearch:
-    def __init__(self, conn: AsyncConnection, registry: SearchRegistry, *,
-                 expand_valueset: TerminologyExpander | None = None, max_snapshot: int = 50_000,
-                 max_include: int = 1000) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        registry: SearchRegistry,
+        *,
+        expand_valueset: TerminologyExpander | None = None,
+        max_snapshot: int = 50_000,
+        max_include: int = 1000,
+    ) -> None:
         self.conn = conn
         self.registry = registry
         self.expand_valueset = expand_valueset
@@ -84,8 +97,12 @@ class SqlSearch:
         scope = policy.read_scope(ctx, query.resource_type)
         if not scope.allowed:
             return SearchResult([], total=0)
-        where = [resources.c.res_type == query.resource_type, resources.c.deleted.is_(False),
-                 *self._access(scope), *[self._clause(query.resource_type, c) for c in query.clauses]]
+        where = [
+            resources.c.res_type == query.resource_type,
+            resources.c.deleted.is_(False),
+            *self._access(scope),
+            *[self._clause(query.resource_type, c) for c in query.clauses],
+        ]
         if query.summary == "count" or query.count == 0:
             total = (await self.conn.execute(select(func.count()).select_from(resources).where(*where))).scalar_one()
             return SearchResult([], total=total)
@@ -97,8 +114,12 @@ class SqlSearch:
         if len(rids) > query.count:
             snapshot_id = await self._save_snapshot(ctx, query, rids)
         page_rids = rids[: query.count]
-        result = SearchResult(await self._load(page_rids), total=None if truncated else len(rids),
-                              snapshot_id=snapshot_id, has_next=len(rids) > query.count)
+        result = SearchResult(
+            await self._load(page_rids),
+            total=None if truncated else len(rids),
+            snapshot_id=snapshot_id,
+            has_next=len(rids) > query.count,
+        )
         result.includes = await self._includes(ctx, query, result.matches)
         return result
 
@@ -111,17 +132,23 @@ class SqlSearch:
         rids: list[int] = orjson.loads(row.rids)
         page_rids = rids[offset : offset + query.count]
         scope = policy.read_scope(ctx, query.resource_type)
-        matches = [m for m in await self._load(page_rids)
-                   if not m.deleted and policy.may_read_row(ctx, m.res_type, medical=m.medical, owner_org=m.owner_org)
-                   and scope.allowed]
-        result = SearchResult(matches, total=row.total, offset=offset, snapshot_id=snapshot_id,
-                              has_next=offset + query.count < len(rids))
+        matches = [
+            m
+            for m in await self._load(page_rids)
+            if not m.deleted
+            and policy.may_read_row(ctx, m.res_type, medical=m.medical, owner_org=m.owner_org)
+            and scope.allowed
+        ]
+        result = SearchResult(
+            matches, total=row.total, offset=offset, snapshot_id=snapshot_id, has_next=offset + query.count < len(rids)
+        )
         result.includes = await self._includes(ctx, query, matches)
         return result
 
     async def snapshot_query(self, snapshot_id: str) -> str | None:
-        row = (await self.conn.execute(
-            select(search_snapshots.c.query).where(search_snapshots.c.id == snapshot_id))).first()
+        row = (
+            await self.conn.execute(select(search_snapshots.c.query).where(search_snapshots.c.id == snapshot_id))
+        ).first()
         return None if row is None else str(row.query)
 
     # ------------------------------------------------------------------ pieces
@@ -147,13 +174,18 @@ class SqlSearch:
 
     def _sort_value(self, resource_type: str, code: str, desc: bool) -> Any:
         table, column = {
-            "string": (idx_string, "value"), "token": (idx_token, "code"), "date": (idx_date, "low"),
-            "number": (idx_number, "value"), "quantity": (idx_number, "value"), "uri": (idx_uri, "value"),
+            "string": (idx_string, "value"),
+            "token": (idx_token, "code"),
+            "date": (idx_date, "low"),
+            "number": (idx_number, "value"),
+            "quantity": (idx_number, "value"),
+            "uri": (idx_uri, "value"),
             "reference": (idx_reference, "target_id"),
         }[self._param_type(resource_type, code)]
         agg = func.max if desc else func.min
-        return (select(agg(table.c[column])).where(table.c.rid == resources.c.rid, table.c.param == code)
-                .scalar_subquery())
+        return (
+            select(agg(table.c[column])).where(table.c.rid == resources.c.rid, table.c.param == code).scalar_subquery()
+        )
 
     def _param_type(self, resource_type: str, code: str) -> str:
         param = self.registry.get(resource_type, code)
@@ -207,8 +239,15 @@ class SqlSearch:
 
     @staticmethod
     def _table(param_type: str) -> Any:
-        return {"string": idx_string, "token": idx_token, "reference": idx_reference, "date": idx_date,
-                "number": idx_number, "quantity": idx_number, "uri": idx_uri}[param_type]
+        return {
+            "string": idx_string,
+            "token": idx_token,
+            "reference": idx_reference,
+            "date": idx_date,
+            "number": idx_number,
+            "quantity": idx_number,
+            "uri": idx_uri,
+        }[param_type]
 
     def _value_cond(self, param_type: str, modifier: str | None, value: str, table: Any = None) -> ColumnElement[bool]:
         if param_type == "string":
@@ -224,8 +263,8 @@ class SqlSearch:
             return self._number_cond(value, table if table is not None else idx_number)
         t = table if table is not None else idx_uri
         if modifier == "below":
-            return t.c.value.startswith(value)  # type: ignore[no-any-return]
-        return t.c.value == value  # type: ignore[no-any-return]
+            return t.c.value.startswith(value)
+        return t.c.value == value
 
     @staticmethod
     def _string_cond(value: str, modifier: str | None, t: Any) -> ColumnElement[bool]:
@@ -247,10 +286,7 @@ class SqlSearch:
             codes = self.expand_valueset(value)
             if not codes:
                 return false()
-            return tuple_(t.c.system, t.c.code).in_(sorted(codes))  # type: ignore[no-any-return]
-        if modifier == "of-type":
-            type_system, type_code, ident = (value.split("|") + ["", ""])[:3]
-            return and_(t.c.code == ident)
+            return tuple_(t.c.system, t.c.code).in_(sorted(codes))
         if "|" not in value:
             return t.c.code == value  # type: ignore[no-any-return]
         system, code = value.split("|", 1)
@@ -286,17 +322,17 @@ class SqlSearch:
             case "ne":
                 return not_(and_(low >= p_low, high <= p_high))
             case "gt":
-                return high > p_high  # type: ignore[no-any-return]
+                return high > p_high
             case "lt":
-                return low < p_low  # type: ignore[no-any-return]
+                return low < p_low
             case "ge":
-                return high >= p_low  # type: ignore[no-any-return]
+                return high >= p_low
             case "le":
-                return low <= p_high  # type: ignore[no-any-return]
+                return low <= p_high
             case "sa":
-                return low > p_high  # type: ignore[no-any-return]
+                return low > p_high
             case "eb":
-                return high < p_low  # type: ignore[no-any-return]
+                return high < p_low
             case _:  # ap: overlaps the range widened by 10% of the distance to now (approximation)
                 return and_(low <= p_high + timedelta(days=1), high >= p_low - timedelta(days=1))
 
@@ -333,7 +369,7 @@ class SqlSearch:
                 conds.append(t.c.system == system)
             if unit:
                 conds.append(t.c.unit == unit)
-        return and_(*conds) if len(conds) > 1 else conds[0]  # type: ignore[no-any-return]
+        return and_(*conds) if len(conds) > 1 else conds[0]
 
     # ------------------------------------------------------------------ loading
     async def _load(self, rids: list[int]) -> list[StoredResource]:
@@ -346,13 +382,22 @@ class SqlSearch:
     async def _save_snapshot(self, ctx: AccessContext, query: SearchQuery, rids: list[int]) -> str:
         snapshot_id = str(uuid.uuid4())
         now = utcnow()
-        await self.conn.execute(insert(search_snapshots).values(
-            id=snapshot_id, created=now, requester=ctx.requester_key, query=query.canonical,
-            rids=orjson.dumps(rids), total=len(rids)))
+        await self.conn.execute(
+            insert(search_snapshots).values(
+                id=snapshot_id,
+                created=now,
+                requester=ctx.requester_key,
+                query=query.canonical,
+                rids=orjson.dumps(rids),
+                total=len(rids),
+            )
+        )
         await self.conn.execute(delete(search_snapshots).where(search_snapshots.c.created < now - SNAPSHOT_TTL))
         return snapshot_id
 
-    async def _includes(self, ctx: AccessContext, query: SearchQuery, matches: list[StoredResource]) -> list[StoredResource]:
+    async def _includes(
+        self, ctx: AccessContext, query: SearchQuery, matches: list[StoredResource]
+    ) -> list[StoredResource]:
         if not query.includes or not matches:
             return []
         seen = {(m.res_type, m.res_id) for m in matches}
@@ -372,7 +417,9 @@ class SqlSearch:
                     seen.add((s.res_type, s.res_id))
                     new.append(s)
             if len(found) + len(new) > self.max_include:
-                raise Invalid(f"_include/_revinclude would add more than {self.max_include} resources; narrow the search")
+                raise Invalid(
+                    f"_include/_revinclude would add more than {self.max_include} resources; narrow the search"
+                )
             found.extend(new)
             if not new or not any(i.iterate for i in query.includes):
                 break
@@ -383,26 +430,46 @@ class SqlSearch:
         rids = [s.rid for s in frontier if s.res_type == inc.source_type and s.rid is not None]
         if not rids:
             return []
-        cond = [idx_reference.c.rid.in_(rids), idx_reference.c.param == inc.param.code,
-                idx_reference.c.target_id.is_not(None)]
+        cond = [
+            idx_reference.c.rid.in_(rids),
+            idx_reference.c.param == inc.param.code,
+            idx_reference.c.target_id.is_not(None),
+        ]
         if inc.target_type:
             cond.append(idx_reference.c.target_type == inc.target_type)
-        pairs = {(t, i) for t, i in (await self.conn.execute(
-            select(idx_reference.c.target_type, idx_reference.c.target_id).where(*cond))).all() if t}
+        pairs = {
+            (t, i)
+            for t, i in (
+                await self.conn.execute(select(idx_reference.c.target_type, idx_reference.c.target_id).where(*cond))
+            ).all()
+            if t
+        }
         if not pairs:
             return []
-        rows = (await self.conn.execute(select(*_COLS).where(
-            tuple_(resources.c.res_type, resources.c.res_id).in_(sorted(pairs))))).all()
+        rows = (
+            await self.conn.execute(
+                select(*_COLS).where(tuple_(resources.c.res_type, resources.c.res_id).in_(sorted(pairs)))
+            )
+        ).all()
         return [row_to_stored(r) for r in rows]
 
     async def _reverse(self, inc: Include, frontier: list[StoredResource]) -> list[StoredResource]:
         by_type: dict[str, list[str]] = {}
         for s in frontier:
             by_type.setdefault(s.res_type, []).append(s.res_id)
-        conds = [and_(idx_reference.c.target_type == t, idx_reference.c.target_id.in_(ids)) for t, ids in by_type.items()]
-        stmt = select(*_COLS).where(
-            resources.c.res_type == inc.source_type,
-            exists().where(idx_reference.c.rid == resources.c.rid, idx_reference.c.param == inc.param.code,
-                           or_(*conds) if conds else true()),
-        ).limit(self.max_include + 1)
+        conds = [
+            and_(idx_reference.c.target_type == t, idx_reference.c.target_id.in_(ids)) for t, ids in by_type.items()
+        ]
+        stmt = (
+            select(*_COLS)
+            .where(
+                resources.c.res_type == inc.source_type,
+                exists().where(
+                    idx_reference.c.rid == resources.c.rid,
+                    idx_reference.c.param == inc.param.code,
+                    or_(*conds) if conds else true(),
+                ),
+            )
+            .limit(self.max_include + 1)
+        )
         return [row_to_stored(r) for r in (await self.conn.execute(stmt)).all()]

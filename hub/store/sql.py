@@ -28,8 +28,16 @@ if TYPE_CHECKING:
     from hub.store.uow import UnitOfWork
 
 _COLS = (
-    resources.c.rid, resources.c.res_type, resources.c.res_id, resources.c.version, resources.c.last_updated,
-    resources.c.content, resources.c.deleted, resources.c.owner_org, resources.c.patient_id, resources.c.medical,
+    resources.c.rid,
+    resources.c.res_type,
+    resources.c.res_id,
+    resources.c.version,
+    resources.c.last_updated,
+    resources.c.content,
+    resources.c.deleted,
+    resources.c.owner_org,
+    resources.c.patient_id,
+    resources.c.medical,
 )
 _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
 
@@ -45,9 +53,16 @@ def instant(ts: datetime) -> str:
 
 def row_to_stored(row: Any) -> StoredResource:
     return StoredResource(
-        res_type=row.res_type, res_id=row.res_id, version=row.version, last_updated=row.last_updated,
-        content=row.content or b"", deleted=row.deleted, owner_org=row.owner_org, patient_id=row.patient_id,
-        medical=row.medical, rid=row.rid,
+        res_type=row.res_type,
+        res_id=row.res_id,
+        version=row.version,
+        last_updated=row.last_updated,
+        content=row.content or b"",
+        deleted=row.deleted,
+        owner_org=row.owner_org,
+        patient_id=row.patient_id,
+        medical=row.medical,
+        rid=row.rid,
     )
 
 
@@ -62,7 +77,9 @@ class SqlResourceRepository:
         stmt = select(*_COLS).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
         return (await self.conn.execute(stmt)).first()
 
-    async def read_raw(self, ctx: AccessContext, res_type: str, res_id: str, *, audit_read: bool = True) -> StoredResource:
+    async def read_raw(
+        self, ctx: AccessContext, res_type: str, res_id: str, *, audit_read: bool = True
+    ) -> StoredResource:
         """Stored bytes of the current version; 404 when missing or not visible, 410 when deleted."""
         row = await self._current(res_type, res_id)
         if row is None or not policy.may_read_row(ctx, res_type, medical=row.medical, owner_org=row.owner_org):
@@ -82,8 +99,9 @@ class SqlResourceRepository:
 
     async def vread_raw(self, ctx: AccessContext, res_type: str, res_id: str, version: int) -> StoredResource:
         current = await self._current(res_type, res_id)
-        if current is None or not policy.may_read_row(ctx, res_type, medical=current.medical,
-                                                      owner_org=current.owner_org):
+        if current is None or not policy.may_read_row(
+            ctx, res_type, medical=current.medical, owner_org=current.owner_org
+        ):
             raise NotFound(f"{res_type}/{res_id} is not known")
         stmt = select(resource_versions).where(
             resource_versions.c.rid == current.rid, resource_versions.c.version == version
@@ -93,14 +111,29 @@ class SqlResourceRepository:
             raise NotFound(f"{res_type}/{res_id} has no version {version}")
         if row.deleted:
             raise Gone(f"{res_type}/{res_id} version {version} is a deletion")
-        stored = StoredResource(res_type, res_id, row.version, row.last_updated, row.content, False,
-                                current.owner_org, current.patient_id, current.medical, current.rid)
+        stored = StoredResource(
+            res_type,
+            res_id,
+            row.version,
+            row.last_updated,
+            row.content,
+            False,
+            current.owner_org,
+            current.patient_id,
+            current.medical,
+            current.rid,
+        )
         await self.audit_access(ctx, "vread", [stored])
         return stored
 
     # ---------------------------------------------------------------- writes
     async def create(
-        self, ctx: AccessContext, resource: dict[str, Any], *, res_id: str | None = None, validated: bool = False,
+        self,
+        ctx: AccessContext,
+        resource: dict[str, Any],
+        *,
+        res_id: str | None = None,
+        validated: bool = False,
         method: str = "POST",
     ) -> WriteResult:
         """Create with a server-assigned id (or `res_id` for update-as-create)."""
@@ -118,8 +151,9 @@ class SqlResourceRepository:
         await self._record_version(rid, res_type, res_id, 1, now, method, content)
         await self._write_index(rid, res_type, resource)
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, None, resource)
-        stored = StoredResource(res_type, res_id, 1, now, content, False, owner, values["patient_id"],
-                                values["medical"], rid)
+        stored = StoredResource(
+            res_type, res_id, 1, now, content, False, owner, values["patient_id"], values["medical"], rid
+        )
         return WriteResult(stored, created=True)
 
     async def update(
@@ -167,8 +201,9 @@ class SqlResourceRepository:
         await self._clear_index(current.rid)
         await self._write_index(current.rid, res_type, resource)
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, before, resource)
-        stored = StoredResource(res_type, res_id, version, now, content, False, owner, values["patient_id"],
-                                values["medical"], current.rid)
+        stored = StoredResource(
+            res_type, res_id, version, now, content, False, owner, values["patient_id"], values["medical"], current.rid
+        )
         return WriteResult(stored, created=current.deleted)
 
     async def delete(
@@ -176,8 +211,9 @@ class SqlResourceRepository:
     ) -> StoredResource | None:
         """Logical delete: a new version marked deleted; later reads answer 410. Deleting twice is a no-op."""
         current = await self._current(res_type, res_id)
-        if current is None or not policy.may_read_row(ctx, res_type, medical=current.medical,
-                                                      owner_org=current.owner_org):
+        if current is None or not policy.may_read_row(
+            ctx, res_type, medical=current.medical, owner_org=current.owner_org
+        ):
             return None
         if current.deleted:
             return row_to_stored(current)
@@ -195,12 +231,23 @@ class SqlResourceRepository:
         await self._record_version(current.rid, res_type, res_id, version, now, "DELETE", None)
         await self._clear_index(current.rid)
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, orjson.loads(current.content), None)
-        return StoredResource(res_type, res_id, version, now, b"", True, current.owner_org, current.patient_id,
-                              current.medical, current.rid)
+        return StoredResource(
+            res_type,
+            res_id,
+            version,
+            now,
+            b"",
+            True,
+            current.owner_org,
+            current.patient_id,
+            current.medical,
+            current.rid,
+        )
 
     # ---------------------------------------------------------------- audit
-    async def audit_access(self, ctx: AccessContext, interaction: str, stored: list[StoredResource],
-                           query: str | None = None) -> None:
+    async def audit_access(
+        self, ctx: AccessContext, interaction: str, stored: list[StoredResource], query: str | None = None
+    ) -> None:
         """NEN 7513: one AuditEvent per request that returned personal data (not for hub-internal reads)."""
         if ctx.is_system:
             return
@@ -214,24 +261,42 @@ class SqlResourceRepository:
         event = audit.build_event(ctx, interaction=interaction, entities=entities, patient_ids=patients)
         await audit.append(self.conn, event)
 
-    async def audit_refusal(self, ctx: AccessContext, interaction: str, res_type: str, res_id: str,
-                            patient_id: str | None) -> None:
+    async def audit_refusal(
+        self, ctx: AccessContext, interaction: str, res_type: str, res_id: str, patient_id: str | None
+    ) -> None:
         """A refused access to personal data is logged too (outcome 4), in its own transaction-independent way."""
         if ctx.is_system or (res_type not in policy.PERSONAL and not patient_id):
             return
         event = audit.build_event(
-            ctx, interaction=interaction, outcome="4", outcome_desc="access refused by policy",
+            ctx,
+            interaction=interaction,
+            outcome="4",
+            outcome_desc="access refused by policy",
             entities=[audit.AuditedEntity(reference=f"{res_type}/{res_id}")],
             patient_ids=[patient_id] if patient_id else [],
         )
         self.uow.audit_after_rollback(event)
 
     # ---------------------------------------------------------------- internals
-    def _row_values(self, resource: dict[str, Any], res_type: str, res_id: str, version: int, now: datetime,
-                    content: bytes, owner: str | None) -> dict[str, Any]:
+    def _row_values(
+        self,
+        resource: dict[str, Any],
+        res_type: str,
+        res_id: str,
+        version: int,
+        now: datetime,
+        content: bytes,
+        owner: str | None,
+    ) -> dict[str, Any]:
         return {
-            "res_type": res_type, "res_id": res_id, "version": version, "last_updated": now, "deleted": False,
-            "content": content, "owner_org": owner, "patient_id": self._patient_of(resource),
+            "res_type": res_type,
+            "res_id": res_id,
+            "version": version,
+            "last_updated": now,
+            "deleted": False,
+            "content": content,
+            "owner_org": owner,
+            "patient_id": self._patient_of(resource),
             "medical": policy.is_medical(resource),
         }
 
@@ -248,12 +313,21 @@ class SqlResourceRepository:
                     return str(ref.split("/")[1])
         return None
 
-    async def _record_version(self, rid: int, res_type: str, res_id: str, version: int, now: datetime,
-                              method: str, content: bytes | None) -> None:
-        await self.conn.execute(insert(resource_versions).values(
-            rid=rid, res_type=res_type, res_id=res_id, version=version, last_updated=now, method=method,
-            deleted=content is None, content=content,
-        ))
+    async def _record_version(
+        self, rid: int, res_type: str, res_id: str, version: int, now: datetime, method: str, content: bytes | None
+    ) -> None:
+        await self.conn.execute(
+            insert(resource_versions).values(
+                rid=rid,
+                res_type=res_type,
+                res_id=res_id,
+                version=version,
+                last_updated=now,
+                method=method,
+                deleted=content is None,
+                content=content,
+            )
+        )
 
     async def _clear_index(self, rid: int) -> None:
         for table in {id(t): t for t in INDEX_TABLES.values()}.values():
@@ -282,6 +356,7 @@ def _with_meta(resource: dict[str, Any], res_id: str, version: int, now: datetim
 
 def _same_content(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """An update that changes nothing but meta.versionId/lastUpdated keeps the version (idempotent re-delivery)."""
+
     def strip(r: dict[str, Any]) -> dict[str, Any]:
         meta = {k: v for k, v in (r.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
         return {**{k: v for k, v in r.items() if k != "meta"}, "meta": meta}

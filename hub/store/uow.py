@@ -42,10 +42,20 @@ class UnitOfWork:
         """Durably schedule a task: an outbox row now, dispatch after commit (or when due, by the relay)."""
         now = datetime.now(UTC).replace(tzinfo=None)
         due = now + (delay or timedelta(0))
-        row_id = (await self.conn.execute(
-            insert(outbox).values(task=task, args=orjson.dumps(list(args)), created=now, due=due, attempts=0,
-                                  request_id=self.request_id).returning(outbox.c.id)
-        )).scalar_one()
+        row_id = (
+            await self.conn.execute(
+                insert(outbox)
+                .values(
+                    task=task,
+                    args=orjson.dumps(list(args)),
+                    created=now,
+                    due=due,
+                    attempts=0,
+                    request_id=self.request_id,
+                )
+                .returning(outbox.c.id)
+            )
+        ).scalar_one()
         if delay is None:
             self._jobs.append((row_id, task, args, due))
 

@@ -12,13 +12,19 @@ def tx(*entries: dict, kind: str = "transaction") -> dict:
 
 
 def org_entry(urn: str, agb: str, name: str = "Org") -> dict:
-    return {"fullUrl": urn, "request": {"method": "POST", "url": "Organization", "ifNoneExist": f"identifier={AGB}|{agb}"},
-            "resource": {"resourceType": "Organization", "name": name, "identifier": [{"system": AGB, "value": agb}]}}
+    return {
+        "fullUrl": urn,
+        "request": {"method": "POST", "url": "Organization", "ifNoneExist": f"identifier={AGB}|{agb}"},
+        "resource": {"resourceType": "Organization", "name": name, "identifier": [{"system": AGB, "value": agb}]},
+    }
 
 
 def loc_entry(name: str, org_urn: str) -> dict:
-    return {"fullUrl": f"urn:uuid:loc-{name}", "request": {"method": "POST", "url": "Location"},
-            "resource": {"resourceType": "Location", "name": name, "managingOrganization": {"reference": org_urn}}}
+    return {
+        "fullUrl": f"urn:uuid:loc-{name}",
+        "request": {"method": "POST", "url": "Location"},
+        "resource": {"resourceType": "Location", "name": name, "managingOrganization": {"reference": org_urn}},
+    }
 
 
 async def test_transaction_resolves_urn_uuid_references(hub):
@@ -29,16 +35,21 @@ async def test_transaction_resolves_urn_uuid_references(hub):
     assert body["type"] == "transaction-response"
     assert [e["response"]["status"] for e in body["entry"]] == ["201 Created", "201 Created"]
     org_loc = body["entry"][1]["response"]["location"]
-    loc = (await hub.client.get(body["entry"][0]["response"]["location"].replace("http://hub.test", ""),
-                                headers=hub.headers())).json()
+    loc = (
+        await hub.client.get(
+            body["entry"][0]["response"]["location"].replace("http://hub.test", ""), headers=hub.headers()
+        )
+    ).json()
     org_id = org_loc.split("/Organization/")[1].split("/")[0]
     assert loc["managingOrganization"]["reference"] == f"Organization/{org_id}"
 
 
 async def test_transaction_with_one_bad_entry_stores_nothing(hub):
     before = await hub.count(resources)
-    bad = {"request": {"method": "POST", "url": "Patient"},
-           "resource": {"resourceType": "Patient", "birthDate": "not-a-date"}}
+    bad = {
+        "request": {"method": "POST", "url": "Patient"},
+        "resource": {"resourceType": "Patient", "birthDate": "not-a-date"},
+    }
     r = await hub.client.post("/fhir", json=tx(org_entry("urn:uuid:o", "73739002"), bad), headers=hub.headers())
     assert r.status_code == 422
     issue = r.json()["issue"][0]
@@ -48,8 +59,11 @@ async def test_transaction_with_one_bad_entry_stores_nothing(hub):
 
 async def test_transaction_conditional_create_reuses_existing(hub):
     await hub.client.post("/fhir", json=tx(org_entry("urn:uuid:o", "73739003", "First")), headers=hub.headers())
-    r = await hub.client.post("/fhir", json=tx(org_entry("urn:uuid:o", "73739003", "Second"),
-                                               loc_entry("bed", "urn:uuid:o")), headers=hub.headers())
+    r = await hub.client.post(
+        "/fhir",
+        json=tx(org_entry("urn:uuid:o", "73739003", "Second"), loc_entry("bed", "urn:uuid:o")),
+        headers=hub.headers(),
+    )
     assert r.status_code == 200
     statuses = [e["response"]["status"] for e in r.json()["entry"]]
     assert statuses == ["200 OK", "201 Created"]
@@ -58,12 +72,16 @@ async def test_transaction_conditional_create_reuses_existing(hub):
 
 
 async def test_transaction_order_delete_before_create_and_get_last(hub):
-    created = (await hub.client.post("/fhir/Location", json={"resourceType": "Location", "name": "old"},
-                                     headers=hub.headers())).json()
+    created = (
+        await hub.client.post("/fhir/Location", json={"resourceType": "Location", "name": "old"}, headers=hub.headers())
+    ).json()
     bundle = tx(
         {"request": {"method": "GET", "url": "Location?name=new"}},
-        {"fullUrl": "urn:uuid:n", "request": {"method": "POST", "url": "Location"},
-         "resource": {"resourceType": "Location", "name": "new"}},
+        {
+            "fullUrl": "urn:uuid:n",
+            "request": {"method": "POST", "url": "Location"},
+            "resource": {"resourceType": "Location", "name": "new"},
+        },
         {"request": {"method": "DELETE", "url": f"Location/{created['id']}"}},
     )
     r = await hub.client.post("/fhir", json=bundle, headers=hub.headers(Prefer="return=representation"))
@@ -76,14 +94,20 @@ async def test_transaction_order_delete_before_create_and_get_last(hub):
 
 
 async def test_transaction_stale_if_match_rolls_back_all(hub):
-    created = (await hub.client.post("/fhir/Location", json={"resourceType": "Location", "name": "v1"},
-                                     headers=hub.headers())).json()
+    created = (
+        await hub.client.post("/fhir/Location", json={"resourceType": "Location", "name": "v1"}, headers=hub.headers())
+    ).json()
     before = await hub.count(resources)
     bundle = tx(
-        {"fullUrl": "urn:uuid:x", "request": {"method": "POST", "url": "Location"},
-         "resource": {"resourceType": "Location", "name": "extra"}},
-        {"request": {"method": "PUT", "url": f"Location/{created['id']}", "ifMatch": 'W/"7"'},
-         "resource": {**created, "name": "v2"}},
+        {
+            "fullUrl": "urn:uuid:x",
+            "request": {"method": "POST", "url": "Location"},
+            "resource": {"resourceType": "Location", "name": "extra"},
+        },
+        {
+            "request": {"method": "PUT", "url": f"Location/{created['id']}", "ifMatch": 'W/"7"'},
+            "resource": {**created, "name": "v2"},
+        },
     )
     r = await hub.client.post("/fhir", json=bundle, headers=hub.headers())
     assert r.status_code == 412

@@ -11,16 +11,33 @@ import pytest
 from hub.fhir.searchparams import INDEXED_TYPES
 
 CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance"
-ORDER = ["Organization", "Location", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "Device",
-         "Questionnaire", "Encounter", "Procedure", "Consent", "Observation", "Goal", "DeviceUseStatement",
-         "Communication", "QuestionnaireResponse", "MeasureReport"]
+ORDER = [
+    "Organization",
+    "Location",
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "RelatedPerson",
+    "Device",
+    "Questionnaire",
+    "Encounter",
+    "Procedure",
+    "Consent",
+    "Observation",
+    "Goal",
+    "DeviceUseStatement",
+    "Communication",
+    "QuestionnaireResponse",
+    "MeasureReport",
+]
 
 
 def corpus() -> list[dict]:
     if not CONFORMANCE.is_dir():
         pytest.fail(f"shared/conformance not found at {CONFORMANCE}")
-    found = [json.loads(p.read_text()) for p in sorted(CONFORMANCE.rglob("*.json"))
-             if "unresolved-references" not in p.parts]
+    found = [
+        json.loads(p.read_text()) for p in sorted(CONFORMANCE.rglob("*.json")) if "unresolved-references" not in p.parts
+    ]
     return sorted(found, key=lambda r: ORDER.index(r["resourceType"]) if r["resourceType"] in ORDER else 99)
 
 
@@ -31,9 +48,13 @@ def strip_meta(resource: dict) -> dict:
 async def test_conformance_examples_load_and_read_back_unchanged(hub):
     examples = corpus()
     assert len(examples) >= 150
-    bundle = {"resourceType": "Bundle", "type": "transaction",
-              "entry": [{"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-                        for r in examples]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in examples
+        ],
+    }
     r = await hub.client.post("/fhir", json=bundle, headers=hub.headers())
     assert r.status_code == 200, r.text[:2000]
     for example in examples:
@@ -42,12 +63,17 @@ async def test_conformance_examples_load_and_read_back_unchanged(hub):
         assert strip_meta(got.json()) == strip_meta(example), example["id"]
     # their documented searches return them
     hendrik = "F1-ACP-Patient-HendrikHartman"
-    consents = (await hub.client.get(f"/fhir/Consent?patient=Patient/{hendrik}&scope=treatment",
-                                     headers=hub.headers())).json()
+    consents = (
+        await hub.client.get(f"/fhir/Consent?patient=Patient/{hendrik}&scope=treatment", headers=hub.headers())
+    ).json()
     ids = {e["resource"]["id"] for e in consents["entry"]}
     assert "F1-ACP-TreatmentDirective-89666000" in ids
-    procs = (await hub.client.get(f"/fhir/Procedure?patient={hendrik}&code=http://snomed.info/sct|713603004"
-                                  "&_include=Procedure:encounter", headers=hub.headers())).json()
+    procs = (
+        await hub.client.get(
+            f"/fhir/Procedure?patient={hendrik}&code=http://snomed.info/sct|713603004&_include=Procedure:encounter",
+            headers=hub.headers(),
+        )
+    ).json()
     assert {e["resource"]["resourceType"] for e in procs["entry"]} == {"Procedure", "Encounter"}
     saner = (await hub.client.get("/fhir/Location?organization=Organization/X140008", headers=hub.headers())).json()
     assert saner["total"] >= 1

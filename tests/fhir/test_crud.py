@@ -37,11 +37,13 @@ async def test_read_serves_stored_bytes_and_unknown_is_404_outcome(hub, location
 async def test_update_with_stale_if_match_is_412_and_changes_nothing(hub, location_factory):
     created = (await hub.client.post("/fhir/Location", json=location_factory("v1"), headers=hub.headers())).json()
     rid = created["id"]
-    ok = await hub.client.put(f"/fhir/Location/{rid}", json={**created, "name": "v2"},
-                              headers=hub.headers(**{"If-Match": 'W/"1"'}))
+    ok = await hub.client.put(
+        f"/fhir/Location/{rid}", json={**created, "name": "v2"}, headers=hub.headers(**{"If-Match": 'W/"1"'})
+    )
     assert ok.status_code == 200 and ok.headers["etag"] == 'W/"2"'
-    stale = await hub.client.put(f"/fhir/Location/{rid}", json={**created, "name": "v3"},
-                                 headers=hub.headers(**{"If-Match": 'W/"1"'}))
+    stale = await hub.client.put(
+        f"/fhir/Location/{rid}", json={**created, "name": "v3"}, headers=hub.headers(**{"If-Match": 'W/"1"'})
+    )
     assert stale.status_code == 412
     assert stale.json()["issue"][0]["code"] == "conflict"
     current = (await hub.client.get(f"/fhir/Location/{rid}", headers=hub.headers())).json()
@@ -49,8 +51,9 @@ async def test_update_with_stale_if_match_is_412_and_changes_nothing(hub, locati
 
 
 async def test_update_as_create_uses_client_id(hub, location_factory):
-    r = await hub.client.put("/fhir/Location/client-chosen-1", json={**location_factory(), "id": "client-chosen-1"},
-                             headers=hub.headers())
+    r = await hub.client.put(
+        "/fhir/Location/client-chosen-1", json={**location_factory(), "id": "client-chosen-1"}, headers=hub.headers()
+    )
     assert r.status_code == 201
     assert (await hub.client.get("/fhir/Location/client-chosen-1", headers=hub.headers())).status_code == 200
 
@@ -88,26 +91,34 @@ async def test_json_patch_applies_and_validates(hub, location_factory):
     created = (await hub.client.post("/fhir/Location", json=location_factory(), headers=hub.headers())).json()
     rid = created["id"]
     headers = {**hub.headers(), "Content-Type": "application/json-patch+json"}
-    ok = await hub.client.patch(f"/fhir/Location/{rid}", content=orjson.dumps(
-        [{"op": "replace", "path": "/operationalStatus/code", "value": "O"}]), headers=headers)
+    ok = await hub.client.patch(
+        f"/fhir/Location/{rid}",
+        content=orjson.dumps([{"op": "replace", "path": "/operationalStatus/code", "value": "O"}]),
+        headers=headers,
+    )
     assert ok.status_code == 200 and ok.json()["operationalStatus"]["code"] == "O"
-    bad = await hub.client.patch(f"/fhir/Location/{rid}", content=orjson.dumps(
-        [{"op": "add", "path": "/status", "value": {"not": "a code"}}]), headers=headers)
+    bad = await hub.client.patch(
+        f"/fhir/Location/{rid}",
+        content=orjson.dumps([{"op": "add", "path": "/status", "value": {"not": "a code"}}]),
+        headers=headers,
+    )
     assert bad.status_code == 422
     after = (await hub.client.get(f"/fhir/Location/{rid}", headers=hub.headers())).json()
     assert after["meta"]["versionId"] == "2"
 
 
 async def test_conditional_create_returns_existing_match(hub):
-    org = {"resourceType": "Organization", "name": "Zorg BV",
-           "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/agb-z", "value": "73731234"}]}
+    org = {
+        "resourceType": "Organization",
+        "name": "Zorg BV",
+        "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/agb-z", "value": "73731234"}],
+    }
     headers = hub.headers(**{"If-None-Exist": "identifier=http://fhir.nl/fhir/NamingSystem/agb-z|73731234"})
     first = await hub.client.post("/fhir/Organization", json=org, headers=headers)
     second = await hub.client.post("/fhir/Organization", json=org, headers=headers)
     assert first.status_code == 201 and second.status_code == 200
     assert first.json()["id"] == second.json()["id"]
-    assert await hub.count(resources, resources.c.res_type == "Organization",
-                           resources.c.rid > hub.baseline_rid) == 1
+    assert await hub.count(resources, resources.c.res_type == "Organization", resources.c.rid > hub.baseline_rid) == 1
 
 
 async def test_conditional_update_creates_then_updates_by_identifier(hub, location_factory):
@@ -121,18 +132,21 @@ async def test_conditional_update_creates_then_updates_by_identifier(hub, locati
 
 
 async def test_prefer_minimal_and_operation_outcome(hub, location_factory):
-    minimal = await hub.client.post("/fhir/Location", json=location_factory(),
-                                    headers=hub.headers(Prefer="return=minimal"))
+    minimal = await hub.client.post(
+        "/fhir/Location", json=location_factory(), headers=hub.headers(Prefer="return=minimal")
+    )
     assert minimal.status_code == 201 and minimal.content == b"" and "location" in minimal.headers
-    oo = await hub.client.post("/fhir/Location", json=location_factory(),
-                               headers=hub.headers(Prefer="return=OperationOutcome"))
+    oo = await hub.client.post(
+        "/fhir/Location", json=location_factory(), headers=hub.headers(Prefer="return=OperationOutcome")
+    )
     assert oo.json()["resourceType"] == "OperationOutcome"
 
 
 async def test_invalid_resource_is_422_with_expression_and_nothing_stored(hub):
     before = await hub.count(resources)
-    r = await hub.client.post("/fhir/Patient", json={"resourceType": "Patient", "birthDate": "23-11-1940"},
-                              headers=hub.headers())
+    r = await hub.client.post(
+        "/fhir/Patient", json={"resourceType": "Patient", "birthDate": "23-11-1940"}, headers=hub.headers()
+    )
     assert r.status_code == 422
     issue = r.json()["issue"][0]
     assert issue["expression"] == ["Patient.birthDate"]
@@ -145,8 +159,9 @@ async def test_wrong_resource_type_for_endpoint_is_400(hub, location_factory):
 
 
 async def test_wrong_content_type_is_415(hub):
-    r = await hub.client.post("/fhir/Location", content=b"<Location/>",
-                              headers={**hub.headers(), "Content-Type": "application/fhir+xml"})
+    r = await hub.client.post(
+        "/fhir/Location", content=b"<Location/>", headers={**hub.headers(), "Content-Type": "application/fhir+xml"}
+    )
     assert r.status_code == 415 and r.json()["issue"][0]["code"] == "not-supported"
 
 
@@ -182,18 +197,28 @@ async def test_validate_operation_stores_nothing(hub, location_factory):
     before = await hub.count(resources)
     ok = await hub.client.post("/fhir/Location/$validate", json=location_factory(), headers=hub.headers())
     assert ok.status_code == 200 and ok.json()["issue"][0]["severity"] == "information"
-    bad = await hub.client.post("/fhir/Location/$validate", json={"resourceType": "Location", "status": 7},
-                                headers=hub.headers())
+    bad = await hub.client.post(
+        "/fhir/Location/$validate", json={"resourceType": "Location", "status": 7}, headers=hub.headers()
+    )
     assert bad.status_code == 422 and bad.json()["issue"][0]["expression"] == ["Location.status"]
     assert await hub.count(resources) == before
 
 
 async def test_reading_a_patient_writes_an_audit_event(hub):
-    patient = {"resourceType": "Patient", "name": [{"family": "Jansen"}],
-               "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999990019"}]}
-    created = (await hub.client.post("/fhir/Patient", json=patient, headers=hub.headers("gp", "http://fhir.nl/fhir/NamingSystem/agb-z|01000001"))).json()
+    patient = {
+        "resourceType": "Patient",
+        "name": [{"family": "Jansen"}],
+        "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999990019"}],
+    }
+    created = (
+        await hub.client.post(
+            "/fhir/Patient", json=patient, headers=hub.headers("gp", "http://fhir.nl/fhir/NamingSystem/agb-z|01000001")
+        )
+    ).json()
     before = await hub.count(audit_log)
-    r = await hub.client.get(f"/fhir/Patient/{created['id']}", headers=hub.headers("gp", "http://fhir.nl/fhir/NamingSystem/agb-z|01000001"))
+    r = await hub.client.get(
+        f"/fhir/Patient/{created['id']}", headers=hub.headers("gp", "http://fhir.nl/fhir/NamingSystem/agb-z|01000001")
+    )
     assert r.status_code == 200
     assert await hub.count(audit_log) == before + 1
     event = orjson.loads(await hub.scalar(select(audit_log.c.content).order_by(audit_log.c.seq.desc()).limit(1)))

@@ -44,8 +44,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     db = Path(tmp_path_factory.mktemp("live")) / "live.db"
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{db}", "HUB_BASE_URL": base}
-    proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until_up(f"{base}/fhir/metadata", proc)
         yield base, Settings(database_url=env["HUB_DATABASE_URL"], base_url=base)
@@ -71,9 +75,13 @@ def test_fhirpy_client_create_read_search_update(live_server):
     base, settings = live_server
     token = issue_token(settings, role="gp", org="http://fhir.nl/fhir/NamingSystem/agb-z|01000001", subject="fhirpy")
     client = SyncFHIRClient(f"{base}/fhir", authorization=f"Bearer {token}")
-    patient = client.resource("Patient", name=[{"family": "Bakker", "given": ["Anna"]}], gender="female",
-                              birthDate="1938-04-02",
-                              identifier=[{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999990019"}])
+    patient = client.resource(
+        "Patient",
+        name=[{"family": "Bakker", "given": ["Anna"]}],
+        gender="female",
+        birthDate="1938-04-02",
+        identifier=[{"system": "http://fhir.nl/fhir/NamingSystem/bsn", "value": "999990019"}],
+    )
     patient.save()
     assert patient.id
     found = client.resources("Patient").search(family="bakker").fetch()

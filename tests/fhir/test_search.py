@@ -8,9 +8,13 @@ BED_SYS = "https://zorgnet-hub.nl/fhir/NamingSystem/bed"
 
 
 async def make_org(hub, name: str, agb: str, postcode: str = "9401 AB") -> dict:
-    body = {"resourceType": "Organization", "name": name, "active": True,
-            "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/agb-z", "value": agb}],
-            "address": [{"city": "Assen", "postalCode": postcode}]}
+    body = {
+        "resourceType": "Organization",
+        "name": name,
+        "active": True,
+        "identifier": [{"system": "http://fhir.nl/fhir/NamingSystem/agb-z", "value": agb}],
+        "address": [{"city": "Assen", "postalCode": postcode}],
+    }
     r = await hub.client.post("/fhir/Organization", json=body, headers=hub.headers())
     assert r.status_code == 201
     return r.json()
@@ -32,8 +36,9 @@ async def search(hub, url: str, **headers) -> dict:
 
 
 def names(bundle: dict, mode: str = "match") -> list[str]:
-    return sorted(e["resource"].get("name", "") for e in bundle.get("entry", [])
-                  if e.get("search", {}).get("mode") == mode)
+    return sorted(
+        e["resource"].get("name", "") for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == mode
+    )
 
 
 async def test_string_default_is_prefix_case_and_accent_insensitive(hub, location_factory):
@@ -156,8 +161,9 @@ async def test_unknown_parameter_lenient_warns_strict_fails(hub, location_factor
     assert names(lenient) == ["Lenient"]
     outcome = [e for e in lenient["entry"] if e["search"]["mode"] == "outcome"]
     assert "colour" in outcome[0]["resource"]["issue"][0]["diagnostics"]
-    strict = await hub.client.get("/fhir/Location?name=Lenient&colour=blue",
-                                  headers=hub.headers(Prefer="handling=strict"))
+    strict = await hub.client.get(
+        "/fhir/Location?name=Lenient&colour=blue", headers=hub.headers(Prefer="handling=strict")
+    )
     assert strict.status_code == 400 and strict.json()["issue"][0]["expression"] == ["colour"]
 
 
@@ -176,8 +182,11 @@ async def test_summary_count_total_and_elements(hub, location_factory):
 
 async def test_post_search_equals_get(hub, location_factory):
     await make_loc(hub, location_factory, "Posted")
-    r = await hub.client.post("/fhir/Location/_search", content=b"name=Posted",
-                              headers={**hub.headers(), "Content-Type": "application/x-www-form-urlencoded"})
+    r = await hub.client.post(
+        "/fhir/Location/_search",
+        content=b"name=Posted",
+        headers={**hub.headers(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 200 and names(r.json()) == ["Posted"]
 
 
@@ -190,8 +199,9 @@ async def test_type_history_since_returns_changes_in_order(hub, location_factory
     assert [e["resource"]["name"] for e in history["entry"]][:3] == ["Sync A2", "Sync B", "Sync A"]
 
 
-@pytest.mark.parametrize("query", ["_count=abc", "_sort=colour", "_include=Location:nothing",
-                                   "_summary=maybe", "_lastUpdated=notadate"])
+@pytest.mark.parametrize(
+    "query", ["_count=abc", "_sort=colour", "_include=Location:nothing", "_summary=maybe", "_lastUpdated=notadate"]
+)
 async def test_bad_result_parameters_are_400(hub, query):
     r = await hub.client.get(f"/fhir/Location?{query}", headers=hub.headers())
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"

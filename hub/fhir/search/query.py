@@ -9,12 +9,25 @@ from hub.errors import Invalid, NotSupported
 from hub.fhir.searchparams import SearchParam, SearchRegistry
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-RESULT_PARAMS = {"_count", "_sort", "_include", "_revinclude", "_summary", "_total", "_elements", "_format",
-                 "_pretty", "_getpages", "_getpagesoffset", "_contained", "_containedType"}
+RESULT_PARAMS = {
+    "_count",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_summary",
+    "_total",
+    "_elements",
+    "_format",
+    "_pretty",
+    "_getpages",
+    "_getpagesoffset",
+    "_contained",
+    "_containedType",
+}
 MODIFIERS = {
     "string": {"exact", "contains", "missing"},
-    "token": {"not", "missing", "in", "not-in", "text", "of-type"},
-    "reference": {"missing", "identifier"},
+    "token": {"not", "missing", "in", "not-in", "text"},
+    "reference": {"missing"},
     "date": {"missing"},
     "number": {"missing"},
     "quantity": {"missing"},
@@ -118,8 +131,10 @@ def _clause(registry: SearchRegistry, resource_type: str, key: str, raw: str) ->
     param = registry.get(resource_type, name)
     if param is None:
         raise UnknownParameter(f"Unknown search parameter '{name}' for resource type {resource_type}")
-    if modifier and modifier not in MODIFIERS[param.type] and not (
-        param.type == "reference" and modifier[:1].isupper()
+    if (
+        modifier
+        and modifier not in MODIFIERS[param.type]
+        and not (param.type == "reference" and modifier[:1].isupper())
     ):
         raise UnknownParameter(f"Modifier :{modifier} is not supported on {param.type} parameter '{name}'")
     return Clause(param, name, modifier or None, split_values(raw))
