@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -14,9 +14,10 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.config import Settings, get_settings
-from hub.errors import HubError, Unavailable
+from hub.errors import HubError, TooLarge, Unavailable
 from hub.fhir import endpoints as fhir_endpoints
 from hub.fhir.outcome import issue, outcome, outcome_response
 from hub.fhir.responses import FhirResponse
@@ -165,20 +166,55 @@ def _is_connection_error(exc: Exception) -> bool:
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    limiter = asyncio.Semaphore(settings.max_in_flight)
+    app.add_middleware(RequestContextMiddleware, settings=settings)
 
-    @app.middleware("http")
-    async def request_context(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Request id for logs/audit/tasks; back-pressure: past max_in_flight answer 503 instead of queueing."""
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            from hub.errors import TooLarge
 
-            return outcome_response(TooLarge(f"Request body exceeds {settings.max_body_bytes} bytes"))
-        if limiter.locked():
-            return outcome_response(Unavailable("The hub is at capacity; retry shortly", headers={"Retry-After": "1"}))
-        async with limiter:
-            response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        return response
+class RequestContextMiddleware:
+    """Pure ASGI (cheaper than BaseHTTPMiddleware on the hot path): request id, body-size limit, back-pressure.
+
+    Past `max_in_flight` concurrent requests the process answers 503 + Retry-After at once instead of queueing.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.max_body = settings.max_body_bytes
+        self.capacity = settings.max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = (headers.get(b"x-request-id") or uuid.uuid4().hex.encode()).decode("latin-1")[:64]
+        scope.setdefault("state", {})["request_id"] = request_id
+        length = headers.get(b"content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            await _send_outcome(send, TooLarge(f"Request body exceeds {self.max_body} bytes"), request_id)
+            return
+        if self.in_flight >= self.capacity:
+            await _send_outcome(send, Unavailable("The hub is at capacity; retry shortly",
+                                                  headers={"Retry-After": "1"}), request_id)
+            return
+        self.in_flight += 1
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.in_flight -= 1
+
+
+async def _send_outcome(send: Send, err: HubError, request_id: str) -> None:
+    response = outcome_response(err)
+    response.headers["X-Request-Id"] = request_id
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}

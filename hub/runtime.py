@@ -65,10 +65,10 @@ class Runtime:
         runtime.dispatcher = _make_dispatcher(runtime)
         return runtime
 
-    def uow(self, request_id: str | None = None) -> Any:
+    def uow(self, request_id: str | None = None, *, readonly: bool = False) -> Any:
         from hub.store.uow import UnitOfWork
 
-        return UnitOfWork(self, request_id)
+        return UnitOfWork(self, request_id, readonly=readonly)
 
     async def start_worker(self) -> None:
         """Celery worker process start: nothing to warm besides the engine (lazy)."""

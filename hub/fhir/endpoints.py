@@ -98,7 +98,7 @@ async def search_post(request: Request, res_type: str, ctx: Access) -> Response:
 
 async def _search(request: Request, ctx: Access, res_type: str, items: list[tuple[str, str]]) -> Response:
     strict = prefer(request).get("handling") == "strict"
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         outcome = await interactions.search(uow, ctx, res_type, items, strict=strict)
     shape = shaper(outcome.query.summary if outcome.query.summary != "count" else None, outcome.query.elements)
     return FhirResponse(bundles.search_bundle(base_url(request), outcome.query, outcome.result, shape=shape))
@@ -166,7 +166,7 @@ async def _validate(request: Request, res_type: str) -> Response:
 @router.get("/{res_type}/{res_id}")
 async def read(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
     supported(request, res_type)
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         stored = await uow.resources.read_raw(ctx, res_type, res_id)
     etag = request.headers.get("if-none-match")
     if etag and etag.strip() in (stored.etag, stored.etag[2:]):
@@ -228,7 +228,7 @@ async def vread(request: Request, res_type: str, res_id: str, version: str, ctx:
     supported(request, res_type)
     if not version.isdigit():
         raise NotFound(f"Version '{version}' is not known")
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         stored = await uow.resources.vread_raw(ctx, res_type, res_id, int(version))
     return stored_response(stored, base_url(request))
 
@@ -247,7 +247,7 @@ async def _history(request: Request, ctx: Access, res_type: str | None, res_id: 
         raise Invalid(f"_count must be an integer up to {settings.max_count}", expression=["_count"])
     count = int(count_text)
     before = params.get("_before_seq")
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         page = await interactions.history(
             uow,
             ctx,

@@ -40,9 +40,9 @@ def access_context(request: Request) -> AccessContext:
     return ctx
 
 
-def uow_for(request: Request) -> UnitOfWork:
+def uow_for(request: Request, *, readonly: bool = False) -> UnitOfWork:
     """A unit of work opened by the router with `async with`, so the commit happens before the response."""
-    uow: UnitOfWork = runtime_of(request).uow(getattr(request.state, "request_id", None))
+    uow: UnitOfWork = runtime_of(request).uow(getattr(request.state, "request_id", None), readonly=readonly)
     return uow
 
 

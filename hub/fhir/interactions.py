@@ -120,6 +120,7 @@ def searcher(uow: UnitOfWork) -> SqlSearch:
         expand_valueset=expand,
         max_snapshot=settings.max_snapshot,
         max_include=settings.max_include,
+        write=uow.write,
     )
 
 

@@ -2,8 +2,10 @@
 
 Rules (see shared/domain/README.md §8.3): medical resources never reach the `municipality` role, not even via
 _include or chaining; `coordinator` handles referrals but sees no clinical content; providers write only what
-their own organisation owns. Search builds its SQL filter from `ReadScope`, so lists and _include obey the same
-rules as reads.
+their own organisation owns; a HAP doctor (huisartsenpost) has no standing treatment relationship, so it sees
+medical content only under a stated purpose of use (X-Purpose-Of-Use: TREAT for waarneming, ETREAT for an
+emergency); the audit trail (AuditEvent) is for the privacy officer only. Search builds its SQL filter from
+`ReadScope`, so lists and _include obey the same rules as reads.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ MEDICAL = frozenset(
 PERSONAL = frozenset({"Patient", "RelatedPerson"}) | MEDICAL | {"ServiceRequest", "Task"}
 SOCIAL_TAG = ("https://zorgnet-hub.nl/fhir/CodeSystem/data-domain", "social")
 MUNICIPALITY_TYPES = DIRECTORY | {"Patient", "ServiceRequest", "Task", "Organization", "Provenance"}
+# v3 ActReason purposes that count as a stated treatment purpose; ETREAT is break-the-glass (flagged in the audit).
+TREATMENT_PURPOSES = frozenset({"TREAT", "ETREAT"})
+EMERGENCY_PURPOSE = "ETREAT"
 
 
 @dataclass(frozen=True)
@@ -59,10 +64,12 @@ def is_medical(resource: dict[str, Any]) -> bool:
 
 def read_scope(ctx: AccessContext, resource_type: str) -> ReadScope:
     role = ctx.role
+    if resource_type == "AuditEvent":  # NEN 7513: the log is access-controlled; reading it is logged too
+        return ReadScope(role == "privacy-officer" or ctx.is_system)
+    if role == "hap-doctor" and ctx.purpose_of_use not in TREATMENT_PURPOSES:
+        return ReadScope(True, non_medical_only=True)
     if role in ("admin", "gp", "hap-doctor") or ctx.is_system:
         return ReadScope(True)
-    if resource_type == "AuditEvent":
-        return ReadScope(role == "privacy-officer")
     if role == "privacy-officer":
         return ReadScope(resource_type in DIRECTORY | {"Patient"}, non_medical_only=True)
     if role == "municipality":

@@ -41,4 +41,6 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin_immediate(conn: Any) -> None:
         # Take the write lock at BEGIN: avoids SQLITE_BUSY upgrade deadlocks between concurrent writers.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only units of work run in autocommit and never take it.
+        if not conn.get_execution_options().get("hub_readonly"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -85,9 +85,11 @@ class SqlSearch:
         expand_valueset: TerminologyExpander | None = None,
         max_snapshot: int = 50_000,
         max_include: int = 1000,
+        write: Any = None,
     ) -> None:
         self.conn = conn
         self.registry = registry
+        self.write = write  # the unit of work's writer (deferred in read-only units); None: write directly
         self.expand_valueset = expand_valueset
         self.max_snapshot = max_snapshot
         self.max_include = max_include
@@ -382,17 +384,14 @@ class SqlSearch:
     async def _save_snapshot(self, ctx: AccessContext, query: SearchQuery, rids: list[int]) -> str:
         snapshot_id = str(uuid.uuid4())
         now = utcnow()
-        await self.conn.execute(
-            insert(search_snapshots).values(
-                id=snapshot_id,
-                created=now,
-                requester=ctx.requester_key,
-                query=query.canonical,
-                rids=orjson.dumps(rids),
-                total=len(rids),
-            )
-        )
-        await self.conn.execute(delete(search_snapshots).where(search_snapshots.c.created < now - SNAPSHOT_TTL))
+        row = {"id": snapshot_id, "created": now, "requester": ctx.requester_key, "query": query.canonical,
+               "rids": orjson.dumps(rids), "total": len(rids)}
+
+        async def store(conn: AsyncConnection) -> None:
+            await conn.execute(insert(search_snapshots).values(**row))
+            await conn.execute(delete(search_snapshots).where(search_snapshots.c.created < now - SNAPSHOT_TTL))
+
+        await (self.write(store) if self.write else store(self.conn))
         return snapshot_id
 
     async def _includes(

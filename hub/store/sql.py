@@ -259,7 +259,7 @@ class SqlResourceRepository:
             entities.append(audit.AuditedEntity(query=query))
         patients = {s.patient_id for s in personal if s.patient_id}
         event = audit.build_event(ctx, interaction=interaction, entities=entities, patient_ids=patients)
-        await audit.append(self.conn, event)
+        await self.uow.write(lambda conn: audit.append(conn, event))
 
     async def audit_refusal(
         self, ctx: AccessContext, interaction: str, res_type: str, res_id: str, patient_id: str | None
