@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             await rt.dispatcher.stop()
             if runtime is None:
+                await rt.fast.close()
                 await rt.engine.dispose()
 
     app = FastAPI(

@@ -14,13 +14,13 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 # Modules that define extra tables on hub.store.schema.metadata (alembic + tests need them imported).
-TABLE_MODULES: list[str] = []
+TABLE_MODULES: list[str] = ["hub.referrals.tables", "hub.security.audit"]
 # Modules whose @task functions must be registered in API processes and Celery workers.
-TASK_MODULES: list[str] = []
+TASK_MODULES: list[str] = ["hub.referrals.tasks", "hub.acp.tasks"]
 # Routers included before the generic FHIR router, so `Type/$operation` is not read as `Type/{id}`.
-ROUTER_MODULES: list[str] = ["hub.fhir.terminology_endpoints"]
+ROUTER_MODULES: list[str] = ["hub.fhir.terminology_endpoints", "hub.referrals.endpoints", "hub.acp.endpoints"]
 # Modules with `install(runtime)` (rules, hooks, services) and optional `async on_startup(runtime)`.
-INSTALL_MODULES: list[str] = ["hub.fhir.terminology_endpoints"]
+INSTALL_MODULES: list[str] = ["hub.fhir.terminology_endpoints", "hub.referrals.hooks", "hub.acp.service"]
 
 
 def import_tables() -> None:

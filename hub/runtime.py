@@ -14,6 +14,7 @@ from hub.fhir.searchparams import SearchRegistry, build_registry
 from hub.fhir.validation import ProfileRules
 from hub.security.context import AccessContext
 from hub.store.engine import make_engine
+from hub.store.fast import FastReader, make_fast_reader
 
 if TYPE_CHECKING:
     from hub.worker import TaskDispatcher
@@ -46,6 +47,7 @@ class Runtime:
     hooks: WriteHooks
     conformance: list[dict[str, Any]]
     dispatcher: TaskDispatcher = field(init=False)
+    fast: FastReader = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)  # domain services attach here (cache, pubsub, ...)
 
     @classmethod
@@ -63,6 +65,7 @@ class Runtime:
 
         domains.install(runtime)
         runtime.dispatcher = _make_dispatcher(runtime)
+        runtime.fast = make_fast_reader(settings)
         return runtime
 
     def uow(self, request_id: str | None = None, *, readonly: bool = False) -> Any:
@@ -75,6 +78,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.dispatcher.stop()
+        await self.fast.close()
         await self.engine.dispose()
 
 

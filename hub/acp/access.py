@@ -47,7 +47,9 @@ class Decision:
     @property
     def policies(self) -> list[str]:
         """agent.policy URIs: the authorisation protocol and consent profile used (README §8.2)."""
-        consent = "recorded-consent" if self.consent_ref and self.allowed else "regional-opt-in"
+        if not self.allowed:
+            return [f"{codes.ACCESS_POLICY}#{self.basis}"]
+        consent = "recorded-consent" if self.consent_ref else "regional-opt-in"
         return [f"{codes.ACCESS_POLICY}#{self.basis}", f"{codes.ACCESS_POLICY}#consent-{consent}"]
 
 

@@ -91,3 +91,8 @@ DATA_ABSENT_LABELS = {"asked-unknown": "Gevraagd, onbekend", "not-asked": "Niet 
                       "asked-declined": "Wil het niet zeggen"}
 CONTACT_ROLE_LABELS = {"24": "Wettelijk vertegenwoordiger", "01": "Eerste contactpersoon",
                        "02": "Tweede contactpersoon", "23": "Contactpersoon"}
+# v3 RoleCode family relations, in Dutch (for the contact list).
+RELATION_LABELS = {"BRO": "broer", "SIS": "zus", "HUSB": "echtgenoot", "WIFE": "echtgenote", "SPS": "partner",
+                   "DOMPART": "partner", "SON": "zoon", "SONC": "zoon", "DAU": "dochter", "DAUC": "dochter",
+                   "CHILD": "kind", "MTH": "moeder", "FTH": "vader", "PRN": "ouder", "FRND": "vriend(in)",
+                   "NBOR": "buurman/buurvrouw", "GRNDCHILD": "kleinkind", "NIECE": "nicht", "NEPHEW": "neef"}

@@ -58,7 +58,7 @@ def patient_ref(resource: dict[str, Any], field: str, rt: str) -> Problems:
     ref = (resource.get(field) or {}).get("reference", "")
     if isinstance(ref, str) and (ref.startswith("Patient/") or "/Patient/" in ref):
         return []
-    return [(f"{rt}.{field}", f"{rt}.{field} must reference the Patient (PZP: every ACP statement is about one patient)")]
+    return [(f"{rt}.{field}", f"{rt}.{field} must reference the Patient (PZP: an ACP statement is about one patient)")]
 
 
 def in_valueset(concept: Any, allowed: Codes, expression: str, name: str) -> Problems:
@@ -159,7 +159,7 @@ _OBSERVATION_VALUES = {codes.PLACE_OF_DEATH: "place-of-death", codes.EUTHANASIA_
 
 
 def observation(resource: dict[str, Any], bound: dict[str, Codes]) -> Problems:
-    found = {code for system, code in codings(resource.get("code")) if system == codes.SNOMED}
+    found = {code for system, code in codings(resource.get("code")) if system == codes.SNOMED and code}
     claimed = [code for profile, code in _OBSERVATION_PROFILES.items() if claims(resource, profile)]
     wish = (found & set(codes.WISH_LABELS)) or set(claimed)
     if not wish:
@@ -168,13 +168,13 @@ def observation(resource: dict[str, Any], bound: dict[str, Codes]) -> Problems:
     for code in claimed:
         if code not in found:
             problems.append(("Observation.code", f"this PZP profile fixes code {codes.SNOMED}|{code}"))
-    for code in sorted(wish):
-        name = _OBSERVATION_VALUES.get(code)
+    for wish_code in sorted(wish):
+        name = _OBSERVATION_VALUES.get(wish_code)
         if name and "valueCodeableConcept" in resource:
             problems += in_valueset(resource["valueCodeableConcept"], bound[name], "Observation.valueCodeableConcept",
                                     name)
         elif name and "dataAbsentReason" not in resource:
-            problems.append(("Observation.value[x]", f"{codes.WISH_LABELS[code]}: give valueCodeableConcept "
+            problems.append(("Observation.value[x]", f"{codes.WISH_LABELS[wish_code]}: give valueCodeableConcept "
                                                      "or dataAbsentReason"))
     return problems
 
@@ -225,9 +225,8 @@ def patient(resource: dict[str, Any]) -> Problems:
     """ACP-Patient: a BSN must pass the 11-proof (elfproef, README §2)."""
     if not claims(resource, "ACP-Patient"):
         return []
-    return [("Patient.identifier", f"BSN {ident.get('value')} fails the 11-proof")
-            for ident in resource.get("identifier", [])
-            if ident.get("system") == codes.BSN and not valid_bsn(str(ident.get("value", "")))]
+    bsns = [str(i.get("value", "")) for i in resource.get("identifier", []) if i.get("system") == codes.BSN]
+    return [("Patient.identifier", f"BSN {bsn} fails the 11-proof") for bsn in bsns if not valid_bsn(bsn)]
 
 
 def valid_bsn(value: str) -> bool:

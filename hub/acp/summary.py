@@ -88,7 +88,8 @@ def build(record: PatientRecord, displays: Displays, *, medical: bool, emergency
     wishes = _current_and_history([o for o in record.of_type("Observation") if _wish_code(o)], _wish_code,
                                   _observation_valid, _observation_date, lambda o: _wish(o, displays))
     view.place_of_death = next((w for w in wishes if w.key == codes.PLACE_OF_DEATH and w.status == "current"), None)
-    view.wishes = [w for w in wishes if w is not view.place_of_death]
+    order = list(codes.WISH_LABELS)
+    view.wishes = sorted((w for w in wishes if w is not view.place_of_death), key=lambda w: order.index(w.key))
     view.devices = [_device(record, d) for d in record.of_type("DeviceUseStatement")
                     if d.resource.get("status") not in ("entered-in-error",)]
     view.documents = documents(record, displays)
@@ -123,7 +124,7 @@ def treatment_directives(record: PatientRecord) -> tuple[list[Statement], list[S
             history.append(line)
     limits = [current.get(limit.key) or Statement(limit.label, codes.NOT_DISCUSSED, status="absent", key=limit.key,
                                                   code=limit.code) for limit in codes.TREATMENT_LIMITS]
-    others = [s for k, s in current.items() if k not in codes.LIMIT_BY_CODE.values() and k.startswith("other:")]
+    others = [s for k, s in current.items() if k.startswith("other:")]
     return limits, others, history
 
 
@@ -269,7 +270,8 @@ def contacts(record: PatientRecord) -> list[Contact]:
 
 def _contact(name: Any, relationship: list[dict[str, Any]], telecom: list[dict[str, Any]], ref: str) -> Contact:
     roles = [codes.CONTACT_ROLE_LABELS.get(c.get("code", ""), c.get("display") or c.get("code", ""))
-             if c.get("system") == codes.CONTACT_ROLE else (c.get("display") or c.get("code", ""))
+             if c.get("system") == codes.CONTACT_ROLE
+             else codes.RELATION_LABELS.get(c.get("code", ""), c.get("display") or c.get("code", ""))
              for concept in relationship for c in concept.get("coding", [])]
     phones = [t["value"] for t in telecom if t.get("system") == "phone" and t.get("value")]
     emails = [t["value"] for t in telecom if t.get("system") == "email" and t.get("value")]
@@ -281,7 +283,7 @@ ACP_DOCUMENT_TYPES = frozenset({(codes.LOINC, "42348-3"), (codes.LOINC, "75320-2
 
 
 def documents(record: PatientRecord, displays: Displays) -> list[Statement]:
-    """Wilsverklaringen as documents: ACP-typed DocumentReferences and the filled-in PZP form (QuestionnaireResponse)."""
+    """Wilsverklaringen as documents: ACP-typed DocumentReferences and the filled-in PZP form (QR)."""
     out = []
     for doc in record.of_type("DocumentReference"):
         r = doc.resource
@@ -321,8 +323,9 @@ def acp_context(record: PatientRecord) -> list[Loaded]:
     procedures = {f"Procedure/{p.stored.res_id}" for p in record.of_type("Procedure")}
     out = [e for e in record.of_type("Encounter")
            if any(r.get("reference") in procedures for r in e.resource.get("reasonReference", []))]
+    acp = (codes.SNOMED, codes.ACP_PROCEDURE)
     out += [c for c in record.of_type("Communication")
-            if any((codes.SNOMED, codes.ACP_PROCEDURE) in {(x.get("system"), x.get("code")) for x in rc.get("coding", [])}
+            if any(acp in {(x.get("system"), x.get("code")) for x in rc.get("coding", [])}
                    for rc in c.resource.get("reasonCode", []))]
     return out
 

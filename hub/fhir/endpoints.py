@@ -18,6 +18,7 @@ from hub.fhir.outcome import information
 from hub.fhir.responses import FhirResponse, resource_headers, stored_response
 from hub.fhir.shaping import shaper
 from hub.fhir.validation import validate
+from hub.security import policy
 from hub.store.repository import WriteResult
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(negotiate)])
@@ -166,8 +167,13 @@ async def _validate(request: Request, res_type: str) -> Response:
 @router.get("/{res_type}/{res_id}")
 async def read(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
     supported(request, res_type)
-    async with uow_for(request, readonly=True) as uow:
-        stored = await uow.resources.read_raw(ctx, res_type, res_id)
+    stored = await runtime_of(request).fast.current(res_type, res_id)
+    if stored is None or stored.deleted or not policy.may_read_row(
+        ctx, res_type, medical=stored.medical, owner_org=stored.owner_org
+    ) or policy.needs_audit(stored.res_type, stored.patient_id):
+        # the full path: 404/410, refusals and the AuditEvent of a personal-data read
+        async with uow_for(request, readonly=True) as uow:
+            stored = await uow.resources.read_raw(ctx, res_type, res_id)
     etag = request.headers.get("if-none-match")
     if etag and etag.strip() in (stored.etag, stored.etag[2:]):
         return Response(status_code=304, headers=resource_headers(stored, base_url(request)))

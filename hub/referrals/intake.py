@@ -109,7 +109,8 @@ def _product(sr: dict[str, Any], bed_products: frozenset[str], home_products: fr
         return [("ServiceRequest.code", f"'{products[0]}' is home care; the hub routes bed products "
                                         f"({', '.join(sorted(bed_products))})")]
     if products[0] not in bed_products:
-        return [("ServiceRequest.code", f"Unknown care product '{products[0]}'; one of {', '.join(sorted(bed_products))}")]
+        known = ", ".join(sorted(bed_products))
+        return [("ServiceRequest.code", f"Unknown care product '{products[0]}'; one of {known}")]
     return []
 
 

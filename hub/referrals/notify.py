@@ -185,6 +185,7 @@ async def _post(runtime: Runtime, attempt: Attempt) -> tuple[str | None, bool]:
 async def _record(uow: UnitOfWork, attempt: Attempt, error: str | None, permanent: bool, now: datetime) -> str:
     policy = policy_of(uow.runtime)
     attempts = attempt.attempts + 1
+    values: dict[str, Any]
     if error is None:
         status, values = "delivered", {"delivered": now, "last_error": None}
     elif permanent or attempts >= policy.notify_max_attempts:

@@ -73,7 +73,8 @@ class RoutingPolicy:
 
     def retry_delay(self, attempts: int) -> timedelta:
         """Exponential backoff for notification retries: base * 2^(attempts-1), capped."""
-        return min(self.notify_backoff * (2 ** max(0, attempts - 1)), self.notify_backoff_cap)
+        delay: timedelta = self.notify_backoff * (2 ** max(0, attempts - 1))
+        return min(delay, self.notify_backoff_cap)
 
     def distance_km(self, from_postcode: str | None, to_postcode: str | None) -> float | None:
         """Distance between two postcodes: the geocoder when set, else the coarse proximity tiers."""

@@ -150,10 +150,9 @@ async def release_count(conn: AsyncConnection, service_id: str, now: datetime) -
 
 async def _ensure_capacity_row(conn: AsyncConnection, service_id: str, report: str, free: int,
                                now: datetime) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    await conn.execute(dialect_insert(referral_capacity)
-                       .values(service_id=service_id, report=report, free=free, held=0, updated=now)
-                       .on_conflict_do_nothing(index_elements=["service_id"]))
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(referral_capacity).values(service_id=service_id, report=report, free=free, held=0,
+                                                    updated=now)
+    await conn.execute(stmt.on_conflict_do_nothing(index_elements=["service_id"]))

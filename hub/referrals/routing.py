@@ -37,8 +37,8 @@ async def start(uow: UnitOfWork, sr: dict[str, Any], requester_org: str | None, 
     task_id = str(uuid.uuid4())
     guard.allow_task_writes(uow)
     await ledger.create(uow.conn, request.sr_id, task_id, requester_org, now)
-    created = await uow.resources.create(SYSTEM, fhir_tasks.referral_task(task_id, request, policy_of(uow.runtime), now),
-                                         res_id=task_id)
+    task = fhir_tasks.referral_task(task_id, request, policy_of(uow.runtime), now)
+    created = await uow.resources.create(SYSTEM, task, res_id=task_id)
     await notify.task_changed(uow, created.stored)
     await uow.enqueue(ROUTE, request.sr_id)
 

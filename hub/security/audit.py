@@ -286,8 +286,8 @@ class EventFilter:
     before_seq: int | None = None  # keyset paging: newest first
 
 
-async def events(conn: AsyncConnection, flt: EventFilter, limit: int) -> list[tuple[int, bytes]]:
-    """(seq, AuditEvent JSON bytes), newest first; the stored bytes are served as they are."""
+async def events(conn: AsyncConnection, flt: EventFilter, limit: int) -> list[tuple[int, str, bytes]]:
+    """(seq, event id, AuditEvent JSON bytes), newest first; the stored bytes are served as they are."""
     where: list[Any] = []
     if flt.patient_id:
         linked = select(audit_patients.c.seq).where(audit_patients.c.patient_id == flt.patient_id)
@@ -305,8 +305,9 @@ async def events(conn: AsyncConnection, flt: EventFilter, limit: int) -> list[tu
                      else audit_log.c.agent.endswith(flt.agent))
     if flt.before_seq is not None:
         where.append(audit_log.c.seq < flt.before_seq)
-    stmt = select(audit_log.c.seq, audit_log.c.content).where(*where).order_by(audit_log.c.seq.desc()).limit(limit)
-    return [(row.seq, row.content) for row in (await conn.execute(stmt)).all()]
+    stmt = (select(audit_log.c.seq, audit_log.c.event_id, audit_log.c.content).where(*where)
+            .order_by(audit_log.c.seq.desc()).limit(limit))
+    return [(row.seq, row.event_id, bytes(row.content)) for row in (await conn.execute(stmt)).all()]
 
 
 async def event_by_id(conn: AsyncConnection, event_id: str) -> bytes | None:

@@ -62,6 +62,11 @@ def is_medical(resource: dict[str, Any]) -> bool:
     return False
 
 
+def needs_audit(resource_type: str, patient_id: str | None) -> bool:
+    """A read of this row returns personal data, so it writes an AuditEvent (NEN 7513)."""
+    return resource_type in PERSONAL or patient_id is not None
+
+
 def read_scope(ctx: AccessContext, resource_type: str) -> ReadScope:
     role = ctx.role
     if resource_type == "AuditEvent":  # NEN 7513: the log is access-controlled; reading it is logged too

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import Conflict, Forbidden, Gone, NotFound, PreconditionFailed
@@ -40,6 +40,17 @@ _COLS = (
     resources.c.medical,
 )
 _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
+# Statements built once: constructing them per call costs more than executing them (compiled-cache hits).
+_CURRENT = select(*_COLS).where(resources.c.res_type == bindparam("b_type"), resources.c.res_id == bindparam("b_id"))
+_INSERT_RESOURCE = insert(resources).returning(resources.c.rid)
+_INSERT_VERSION = insert(resource_versions)
+_UPDATE_CAS = update(resources).where(
+    resources.c.rid == bindparam("b_rid"), resources.c.version == bindparam("b_version")
+)
+_INDEX_KINDS = ("string", "token", "reference", "date", "number", "uri")
+_INSERT_INDEX = {kind: insert(INDEX_TABLES[kind]) for kind in _INDEX_KINDS}
+_DELETE_INDEX = {kind: delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.rid == bindparam("b_rid"))
+                 for kind in _INDEX_KINDS}
 
 
 def utcnow() -> datetime:
@@ -74,8 +85,7 @@ class SqlResourceRepository:
 
     # ---------------------------------------------------------------- reads
     async def _current(self, res_type: str, res_id: str) -> Any:
-        stmt = select(*_COLS).where(resources.c.res_type == res_type, resources.c.res_id == res_id)
-        return (await self.conn.execute(stmt)).first()
+        return (await self.conn.execute(_CURRENT, {"b_type": res_type, "b_id": res_id})).first()
 
     async def read_raw(
         self, ctx: AccessContext, res_type: str, res_id: str, *, audit_read: bool = True
@@ -147,7 +157,7 @@ class SqlResourceRepository:
         content = orjson.dumps(resource)
         owner = ctx.org if not ctx.is_system else _declared_owner(resource)
         values = self._row_values(resource, res_type, res_id, 1, now, content, owner)
-        rid = (await self.conn.execute(insert(resources).values(**values).returning(resources.c.rid))).scalar_one()
+        rid = (await self.conn.execute(_INSERT_RESOURCE, values)).scalar_one()
         await self._record_version(rid, res_type, res_id, 1, now, method, content)
         await self._write_index(rid, res_type, resource)
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, None, resource)
@@ -190,15 +200,11 @@ class SqlResourceRepository:
         content = orjson.dumps(resource)
         owner = current.owner_org or (ctx.org if not ctx.is_system else _declared_owner(resource))
         values = self._row_values(resource, res_type, res_id, version, now, content, owner)
-        result = await self.conn.execute(
-            update(resources)
-            .where(resources.c.rid == current.rid, resources.c.version == current.version)
-            .values(**values)
-        )
+        result = await self.conn.execute(_UPDATE_CAS, {**values, "b_rid": current.rid, "b_version": current.version})
         if result.rowcount != 1:
             raise Conflict(f"{res_type}/{res_id} was changed by another request; read it again and retry")
         await self._record_version(current.rid, res_type, res_id, version, now, method, content)
-        await self._clear_index(current.rid)
+        await self._clear_index(current.rid, before)
         await self._write_index(current.rid, res_type, resource)
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, before, resource)
         stored = StoredResource(
@@ -229,8 +235,9 @@ class SqlResourceRepository:
         if result.rowcount != 1:
             raise Conflict(f"{res_type}/{res_id} was changed by another request")
         await self._record_version(current.rid, res_type, res_id, version, now, "DELETE", None)
-        await self._clear_index(current.rid)
-        await self.runtime.hooks.after_write(self.uow, ctx, res_type, orjson.loads(current.content), None)
+        before = orjson.loads(current.content)
+        await self._clear_index(current.rid, before)
+        await self.runtime.hooks.after_write(self.uow, ctx, res_type, before, None)
         return StoredResource(
             res_type,
             res_id,
@@ -251,7 +258,7 @@ class SqlResourceRepository:
         """NEN 7513: one AuditEvent per request that returned personal data (not for hub-internal reads)."""
         if ctx.is_system:
             return
-        personal = [s for s in stored if s.res_type in policy.PERSONAL or s.patient_id]
+        personal = [s for s in stored if policy.needs_audit(s.res_type, s.patient_id)]
         if not personal:
             return
         entities = [audit.AuditedEntity(reference=f"{s.res_type}/{s.res_id}/_history/{s.version}") for s in personal]
@@ -317,27 +324,24 @@ class SqlResourceRepository:
         self, rid: int, res_type: str, res_id: str, version: int, now: datetime, method: str, content: bytes | None
     ) -> None:
         await self.conn.execute(
-            insert(resource_versions).values(
-                rid=rid,
-                res_type=res_type,
-                res_id=res_id,
-                version=version,
-                last_updated=now,
-                method=method,
-                deleted=content is None,
-                content=content,
-            )
+            _INSERT_VERSION,
+            {"rid": rid, "res_type": res_type, "res_id": res_id, "version": version, "last_updated": now,
+             "method": method, "deleted": content is None, "content": content},
         )
 
-    async def _clear_index(self, rid: int) -> None:
-        for table in {id(t): t for t in INDEX_TABLES.values()}.values():
-            await self.conn.execute(delete(table).where(table.c.rid == rid))
+    async def _clear_index(self, rid: int, before: dict[str, Any] | None) -> None:
+        """Delete the previous version's index rows (only from the tables it had rows in, when known)."""
+        if before is None:
+            kinds: list[str] = list(_INDEX_KINDS)
+        else:
+            kinds = [kind for kind, rows in index_rows(self.runtime.registry, before).items() if rows]
+        for kind in kinds:
+            await self.conn.execute(_DELETE_INDEX[kind], {"b_rid": rid})
 
     async def _write_index(self, rid: int, res_type: str, resource: dict[str, Any]) -> None:
         for kind, rows in index_rows(self.runtime.registry, resource).items():
             if rows:
-                table = INDEX_TABLES[kind]
-                await self.conn.execute(insert(table), [{**r, "rid": rid, "res_type": res_type} for r in rows])
+                await self.conn.execute(_INSERT_INDEX[kind], [{**r, "rid": rid, "res_type": res_type} for r in rows])
 
     async def exists(self, res_type: str, res_id: str) -> bool:
         stmt = select(resources.c.rid).where(
