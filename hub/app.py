@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub.config import Settings, get_settings
 from hub.errors import HubError, TooLarge, Unavailable
 from hub.fhir import endpoints as fhir_endpoints
+from hub.fhir.http import check_format
 from hub.fhir.outcome import issue, outcome, outcome_response
 from hub.fhir.responses import FhirResponse
 from hub.fhir.validation import is_resource_type
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _install_middleware(app, settings)
     from hub import domains
 
+    app.include_router(fhir_endpoints.hot)
     for extra in domains.routers():
         app.include_router(extra)
     app.include_router(auth_router)
@@ -194,9 +196,17 @@ class RequestContextMiddleware:
             await _send_outcome(send, TooLarge(f"Request body exceeds {self.max_body} bytes"), request_id)
             return
         if self.in_flight >= self.capacity:
-            await _send_outcome(send, Unavailable("The hub is at capacity; retry shortly",
-                                                  headers={"Retry-After": "1"}), request_id)
+            await _send_outcome(
+                send, Unavailable("The hub is at capacity; retry shortly", headers={"Retry-After": "1"}), request_id
+            )
             return
+        if scope["path"].startswith("/fhir"):
+            try:
+                check_format(_format_param(scope), (headers.get(b"accept") or b"").decode("latin-1") or None)
+            except HubError as err:
+                await _send_outcome(send, err, request_id)
+                return
+            scope["state"]["negotiated"] = True
         self.in_flight += 1
         rid_header = (b"x-request-id", request_id.encode())
 
@@ -209,6 +219,15 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             self.in_flight -= 1
+
+
+def _format_param(scope: Scope) -> str | None:
+    query = scope.get("query_string", b"")
+    if b"_format=" not in query:
+        return None
+    from urllib.parse import parse_qs
+
+    return parse_qs(query.decode("latin-1")).get("_format", [None])[0]
 
 
 async def _send_outcome(send: Send, err: HubError, request_id: str) -> None:

@@ -8,10 +8,8 @@ rolls back everything (the error names the entry).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC
-from email.utils import format_datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -333,12 +331,3 @@ def _write_response(result: WriteResult, base: str, prefer_return: str, *, statu
             "issue": [{"severity": "information", "code": "informational", "diagnostics": status}],
         }
     return entry
-
-
-def http_date(stored: StoredResource) -> str:
-    return format_datetime(stored.last_updated.replace(tzinfo=UTC), usegmt=True)
-
-
-def split_url(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.path, parts.query

@@ -5,14 +5,15 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from hub.errors import Invalid, MethodNotAllowed, NotFound, PreconditionFailed
 from hub.fhir import bundles, interactions
 from hub.fhir.body import JSON_TYPES, PATCH_TYPES, check_content_type, parse_json
 from hub.fhir.capability import capability_statement
-from hub.fhir.http import Access, base_url, negotiate, prefer, query_items, runtime_of, uow_for
+from hub.fhir.http import Access, access_context, base_url, prefer, query_items, runtime_of, uow_for
 from hub.fhir.indexing import date_range
 from hub.fhir.outcome import information
 from hub.fhir.responses import FhirResponse, resource_headers, stored_response
@@ -21,8 +22,24 @@ from hub.fhir.validation import validate
 from hub.security import policy
 from hub.store.repository import WriteResult
 
-router = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(negotiate)])
-public = APIRouter(prefix="/fhir", tags=["fhir"], dependencies=[Depends(negotiate)])
+
+class FhirTypeConvertor(StringConvertor):
+    regex = "[A-Z][A-Za-z]{1,63}"
+
+
+class FhirIdConvertor(StringConvertor):
+    """FHIR id syntax: [A-Za-z0-9\\-\\.]{1,64} — never starts with `$` or `_`."""
+
+    regex = "[A-Za-z0-9\\-\\.]{1,64}"
+
+
+register_url_convertor("fhirtype", FhirTypeConvertor())
+register_url_convertor("fhirid", FhirIdConvertor())
+# `hot` is included first in the app: its patterns cannot match `$operation`, `_history` or `_search` segments,
+# so it shadows nothing, and the hottest request (read by id) is routed after a single match.
+hot = APIRouter(prefix="/fhir", tags=["fhir"])
+router = APIRouter(prefix="/fhir", tags=["fhir"])  # content negotiation: RequestContextMiddleware
+public = APIRouter(prefix="/fhir", tags=["fhir"])
 
 
 def supported(request: Request, res_type: str) -> None:
@@ -164,13 +181,18 @@ async def _validate(request: Request, res_type: str) -> Response:
 
 
 # ------------------------------------------------------------------------------------------------ instance level
-@router.get("/{res_type}/{res_id}")
-async def read(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
+@hot.get("/{res_type:fhirtype}/{res_id:fhirid}")
+async def read(request: Request, res_type: str, res_id: str) -> Response:
+    """The hottest path: authentication is called directly (no dependency solving) and bytes go out as stored."""
+    ctx = await access_context(request)
     supported(request, res_type)
     stored = await runtime_of(request).fast.current(res_type, res_id)
-    if stored is None or stored.deleted or not policy.may_read_row(
-        ctx, res_type, medical=stored.medical, owner_org=stored.owner_org
-    ) or policy.needs_audit(stored.res_type, stored.patient_id):
+    if (
+        stored is None
+        or stored.deleted
+        or not policy.may_read_row(ctx, res_type, medical=stored.medical, owner_org=stored.owner_org)
+        or policy.needs_audit(stored.res_type, stored.patient_id)
+    ):
         # the full path: 404/410, refusals and the AuditEvent of a personal-data read
         async with uow_for(request, readonly=True) as uow:
             stored = await uow.resources.read_raw(ctx, res_type, res_id)

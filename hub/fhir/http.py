@@ -28,7 +28,7 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def access_context(request: Request) -> AccessContext:
+async def access_context(request: Request) -> AccessContext:
     """Authenticate every request; the purpose of use (e.g. ETREAT for break-the-glass) comes from a header."""
     verifier = request.app.state.tokens
     ctx: AccessContext = verifier.context(
@@ -46,12 +46,16 @@ def uow_for(request: Request, *, readonly: bool = False) -> UnitOfWork:
     return uow
 
 
-def negotiate(request: Request) -> None:
+async def negotiate(request: Request) -> None:
+    """Router dependency kept for domain routers; the check itself runs in the ASGI middleware (cheaper)."""
+    if not getattr(request.state, "negotiated", False):
+        check_format(request.query_params.get("_format"), request.headers.get("accept"))
+
+
+def check_format(fmt: str | None, accept: str | None) -> None:
     """JSON only: _format or Accept asking for XML/Turtle alone gets 406 with an OperationOutcome."""
-    fmt = request.query_params.get("_format")
     if fmt and fmt.lower() in XML_FORMATS:
         raise NotAcceptable(f"_format={fmt} is not supported; this server speaks application/fhir+json")
-    accept = request.headers.get("accept")
     if not accept or fmt:
         return
     types = [t.split(";")[0].strip().lower() for t in accept.split(",")]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-from email.utils import format_datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -12,6 +11,9 @@ from starlette.responses import Response
 from hub.store.repository import StoredResource
 
 FHIR_JSON = "application/fhir+json"
+_CONTENT_TYPE = f"{FHIR_JSON}; charset=utf-8"
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class FhirResponse(Response):
@@ -19,16 +21,19 @@ class FhirResponse(Response):
 
     def __init__(self, content: Any = None, status_code: int = 200, headers: dict[str, str] | None = None) -> None:
         body = content if isinstance(content, bytes) else (b"" if content is None else orjson.dumps(content))
-        super().__init__(
-            body, status_code=status_code, headers=headers, media_type=f"{FHIR_JSON}; charset=utf-8" if body else None
-        )
+        super().__init__(body, status_code=status_code, headers=headers, media_type=_CONTENT_TYPE if body else None)
+
+
+def http_date(ts: datetime) -> str:
+    """RFC 7231 IMF-fixdate of a naive-UTC timestamp (locale-independent, cheaper than email.utils)."""
+    return (
+        f"{_DAYS[ts.weekday()]}, {ts.day:02d} {_MONTHS[ts.month - 1]} {ts.year} "
+        f"{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d} GMT"
+    )
 
 
 def resource_headers(stored: StoredResource, base: str, *, location: bool = False) -> dict[str, str]:
-    headers = {
-        "ETag": stored.etag,
-        "Last-Modified": format_datetime(stored.last_updated.replace(tzinfo=UTC), usegmt=True),
-    }
+    headers = {"ETag": stored.etag, "Last-Modified": http_date(stored.last_updated)}
     if location:
         headers["Location"] = f"{base}/{stored.location}"
     return headers

@@ -17,8 +17,10 @@ from sqlalchemy.engine import make_url
 from hub.config import Settings
 from hub.store.repository import StoredResource
 
-_SQL = ("SELECT rid, version, last_updated, content, deleted, owner_org, patient_id, medical "
-        "FROM resources WHERE res_type = {0} AND res_id = {1}")
+_SQL = (
+    "SELECT rid, version, last_updated, content, deleted, owner_org, patient_id, medical "
+    "FROM resources WHERE res_type = {0} AND res_id = {1}"
+)
 
 
 class FastReader(Protocol):
@@ -30,8 +32,18 @@ def _stored(res_type: str, res_id: str, row: Any) -> StoredResource:
     rid, version, last_updated, content, deleted, owner, patient, medical = row
     if isinstance(last_updated, str):
         last_updated = datetime.fromisoformat(last_updated)
-    return StoredResource(res_type, res_id, int(version), last_updated, bytes(content), bool(deleted), owner,
-                          patient, bool(medical), int(rid))
+    return StoredResource(
+        res_type,
+        res_id,
+        int(version),
+        last_updated,
+        bytes(content),
+        bool(deleted),
+        owner,
+        patient,
+        bool(medical),
+        int(rid),
+    )
 
 
 @dataclass
@@ -68,8 +80,7 @@ class PgFastReader:
             import asyncpg
 
             settings = {"search_path": self.schema} if self.schema else {}
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.size,
-                                                   server_settings=settings)
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.size, server_settings=settings)
         return self._pool
 
     async def current(self, res_type: str, res_id: str) -> StoredResource | None:

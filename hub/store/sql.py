@@ -49,8 +49,9 @@ _UPDATE_CAS = update(resources).where(
 )
 _INDEX_KINDS = ("string", "token", "reference", "date", "number", "uri")
 _INSERT_INDEX = {kind: insert(INDEX_TABLES[kind]) for kind in _INDEX_KINDS}
-_DELETE_INDEX = {kind: delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.rid == bindparam("b_rid"))
-                 for kind in _INDEX_KINDS}
+_DELETE_INDEX = {
+    kind: delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.rid == bindparam("b_rid")) for kind in _INDEX_KINDS
+}
 
 
 def utcnow() -> datetime:
@@ -325,8 +326,16 @@ class SqlResourceRepository:
     ) -> None:
         await self.conn.execute(
             _INSERT_VERSION,
-            {"rid": rid, "res_type": res_type, "res_id": res_id, "version": version, "last_updated": now,
-             "method": method, "deleted": content is None, "content": content},
+            {
+                "rid": rid,
+                "res_type": res_type,
+                "res_id": res_id,
+                "version": version,
+                "last_updated": now,
+                "method": method,
+                "deleted": content is None,
+                "content": content,
+            },
         )
 
     async def _clear_index(self, rid: int, before: dict[str, Any] | None) -> None:

@@ -66,8 +66,14 @@ class UnitOfWork:
         row_id = (
             await self.conn.execute(
                 insert(outbox)
-                .values(task=task, args=orjson.dumps(list(args)), created=now, due=due, attempts=0,
-                        request_id=self.request_id)
+                .values(
+                    task=task,
+                    args=orjson.dumps(list(args)),
+                    created=now,
+                    due=due,
+                    attempts=0,
+                    request_id=self.request_id,
+                )
                 .returning(outbox.c.id)
             )
         ).scalar_one()
