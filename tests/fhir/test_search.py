@@ -205,3 +205,27 @@ async def test_type_history_since_returns_changes_in_order(hub, location_factory
 async def test_bad_result_parameters_are_400(hub, query):
     r = await hub.client.get(f"/fhir/Location?{query}", headers=hub.headers())
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_deceased_token_covers_deceased_datetime(hub):
+    died = {"resourceType": "Patient", "name": [{"family": "Overleden"}], "deceasedDateTime": "2026-01-02T10:00:00Z"}
+    alive = {"resourceType": "Patient", "name": [{"family": "Levend"}], "deceasedBoolean": False}
+    for body in (died, alive):
+        assert (await hub.client.post("/fhir/Patient", json=body, headers=hub.headers())).status_code == 201
+    result = await search(hub, "/fhir/Patient?deceased=true")
+    assert [e["resource"]["name"][0]["family"] for e in result["entry"]] == ["Overleden"]
+
+
+async def test_system_history_and_conditional_delete(hub, location_factory):
+    await make_loc(hub, location_factory, "Hist A", identifier=[{"system": BED_SYS, "value": "H/1"}])
+    history = (await hub.client.get("/fhir/_history?_count=5", headers=hub.headers())).json()
+    assert history["type"] == "history" and history["entry"][0]["resource"]["name"] == "Hist A"
+    r = await hub.client.delete(f"/fhir/Location?identifier={BED_SYS}|H/1", headers=hub.headers())
+    assert r.status_code == 204
+    assert (await search(hub, f"/fhir/Location?identifier={BED_SYS}|H/1")).get("total") == 0
+
+
+async def test_if_none_match_gives_304(hub, location_factory):
+    loc = await make_loc(hub, location_factory, "Cached")
+    r = await hub.client.get(f"/fhir/Location/{loc['id']}", headers=hub.headers(**{"If-None-Match": 'W/"1"'}))
+    assert r.status_code == 304
