@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,8 @@ from hub.fhir.http import check_format
 from hub.fhir.outcome import issue, outcome, outcome_response
 from hub.fhir.responses import FhirResponse
 from hub.fhir.validation import is_resource_type
+from hub.ops import health, logs, metrics
+from hub.ops.ratelimit import RateLimiter
 from hub.runtime import Runtime
 from hub.security.endpoints import router as auth_router
 from hub.security.tokens import ReplayGuard, TokenVerifier
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             yield
         finally:
             await rt.dispatcher.stop()
+            await app.state.rate_limiter.close()
             if runtime is None:
                 await rt.fast.close()
                 await rt.engine.dispose()
@@ -74,6 +78,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.replay_guard = ReplayGuard()
     app.state.capability_bytes = None
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.redis_url)
+    if settings.json_logs:
+        logs.configure(settings.log_level)
     _install_errors(app)
     _install_middleware(app, settings)
     from hub import domains
@@ -82,6 +89,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for extra in domains.routers():
         app.include_router(extra)
     app.include_router(auth_router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(fhir_endpoints.public)
     app.include_router(fhir_endpoints.router)
     return app
@@ -191,6 +200,9 @@ class RequestContextMiddleware:
         headers = dict(scope["headers"])
         request_id = (headers.get(b"x-request-id") or uuid.uuid4().hex.encode()).decode("latin-1")[:64]
         scope.setdefault("state", {})["request_id"] = request_id
+        token = logs.request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = [500]
         length = headers.get(b"content-length")
         if length and length.isdigit() and int(length) > self.max_body:
             await _send_outcome(send, TooLarge(f"Request body exceeds {self.max_body} bytes"), request_id)
@@ -213,12 +225,15 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), rid_header]
+                status_holder[0] = message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             self.in_flight -= 1
+            logs.request_id_var.reset(token)
+            metrics.observe(scope["method"], scope["path"], status_holder[0], time.perf_counter() - started)
 
 
 def _format_param(scope: Scope) -> str | None:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # back-pressure: requests in flight per process before answering 503
     max_in_flight: int = 256
     db_pool_size: int = 10
+    rate_limit_per_minute: int = 0  # per client (token subject); 0 = off
+    json_logs: bool = False
+    log_level: str = "INFO"
     # availability
     stale_after_minutes: int = 24 * 60
     # embedded demo

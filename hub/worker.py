@@ -57,8 +57,17 @@ class TaskDispatcher(Protocol):
     async def stop(self) -> None: ...
 
 
-async def run_task(runtime: Runtime, name: str, args: list[str], outbox_id: int | None) -> None:
-    """Run one task and mark its outbox row completed (both for Celery workers and in-process)."""
+async def run_task(
+    runtime: Runtime, name: str, args: list[str], outbox_id: int | None, request_id: str | None = None
+) -> None:
+    """Run one task and mark its outbox row completed (both for Celery workers and in-process).
+
+    The request id of the request that enqueued the task is put back in the logging context, so a request can
+    be followed from the API log into the worker log.
+    """
+    from hub.ops.logs import request_id_var
+
+    request_id_var.set(request_id)
     fn = TASKS[name]
     await fn(runtime, *args)
     if outbox_id is not None:
@@ -119,6 +128,7 @@ class InProcessDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_periodic: dict[str, float] = {}
+        self._request_ids: dict[int, str] = {}
 
     def send(
         self,
@@ -129,6 +139,8 @@ class InProcessDispatcher:
         request_id: str | None = None,
         claimed: bool = False,
     ) -> None:
+        if outbox_id is not None and request_id:
+            self._request_ids[outbox_id] = request_id
         job = asyncio.get_running_loop().create_task(self._run(task, args, outbox_id, claimed))
         self._tasks.add(job)
         job.add_done_callback(self._tasks.discard)
@@ -137,7 +149,7 @@ class InProcessDispatcher:
         try:
             if outbox_id is not None and not claimed and not await claim(self.runtime, outbox_id):
                 return
-            await run_task(self.runtime, task, args, outbox_id)
+            await run_task(self.runtime, task, args, outbox_id, self._request_ids.pop(outbox_id or -1, None))
         except Exception as exc:  # the relay retries it after CLAIM_TIMEOUT
             log.exception("task %s failed: %s", task, exc)
             if outbox_id is not None:
@@ -281,7 +293,7 @@ def _register_celery_task(app: Celery, name: str) -> None:
     def _celery_task(self: Any, *args: str, outbox_id: int | None = None, request_id: str | None = None) -> None:
         runtime = _worker_runtime()
         try:
-            _worker_loop().run_until_complete(run_task(runtime, name, list(args), outbox_id))
+            _worker_loop().run_until_complete(run_task(runtime, name, list(args), outbox_id, request_id))
         except Exception as exc:
             if type(exc).__name__ in RETRY_TRANSIENT or isinstance(exc, OSError | TimeoutError):
                 raise self.retry(exc=exc, countdown=min(2**self.request.retries, 300)) from exc

@@ -37,6 +37,7 @@ async def access_context(request: Request) -> AccessContext:
         client_address=request.client.host if request.client else None,
         request_id=request.state.request_id if hasattr(request.state, "request_id") else None,
     )
+    await request.app.state.rate_limiter.check(ctx.subject)
     return ctx
 
 
