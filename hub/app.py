@@ -242,7 +242,8 @@ def _format_param(scope: Scope) -> str | None:
         return None
     from urllib.parse import parse_qs
 
-    return parse_qs(query.decode("latin-1")).get("_format", [None])[0]
+    values = parse_qs(query.decode("latin-1")).get("_format")
+    return str(values[0]) if values else None
 
 
 async def _send_outcome(send: Send, err: HubError, request_id: str) -> None:

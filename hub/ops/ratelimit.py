@@ -24,9 +24,8 @@ class RateLimiter:
             count = await self._incr_redis(client, window)
         else:
             key = (client, window)
-            self._local = (
-                {k: v for k, v in self._local.items() if k[1] >= window} if len(self._local) > 10_000 else self._local
-            )
+            if len(self._local) > 10_000:
+                self._local = {k: v for k, v in self._local.items() if k[1] >= window}
             count = self._local[key] = self._local.get(key, 0) + 1
         if count > self.per_minute:
             retry = 60 - int(time.time() % 60)
@@ -36,6 +35,7 @@ class RateLimiter:
             )
 
     async def _incr_redis(self, client: str, window: int) -> int:
+        assert self._redis_url is not None
         if self._redis is None:
             import redis.asyncio as aioredis
 
