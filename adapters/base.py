@@ -1,9 +1,9 @@
 """The contract every adapter honours: `source bytes + SourceMeta -> Translation`, pure and deterministic.
 
 An adapter never reads the clock, the environment, a file or the database: "now", the sender and per-sender
-configuration arrive in `SourceMeta`, so the same input always yields the same transaction Bundle (golden tests,
-idempotent re-delivery). `hub/ingest` turns `AdapterError` into a 400/422 OperationOutcome and `Problem`s into
-OperationOutcome issues next to the stored result.
+configuration arrive in `SourceMeta`, so the same input always yields the same transaction Bundle (golden
+tests, idempotent re-delivery). `hub/ingest` turns `AdapterError` into a 400/422 OperationOutcome and
+`Problem`s into OperationOutcome issues next to the stored result.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ class SourceMeta:
     """What the hub knows about a delivery besides its bytes (the adapter may not look anything up itself)."""
 
     received_at: datetime  # "now" comes in as an argument; adapters never read the clock
-    sender: str | None = None  # sending organisation as "system|value", e.g. "http://fhir.nl/fhir/NamingSystem/agb-z|12345678"
+    sender: str | None = (
+        None  # sending organisation as "system|value", e.g. "http://fhir.nl/fhir/NamingSystem/agb-z|12345678"
+    )
     sender_kind: str | None = None  # "municipality", "vvt-provider", "gp", ... (respijt/logeeropvang payer rule)
     config: Mapping[str, Any] = field(default_factory=dict)  # per-sender settings, e.g. {"ward_products": {...}}
 

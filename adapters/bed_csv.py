@@ -58,6 +58,8 @@ def _best_sheet(text: str) -> Sheet:
         if best is None or len(sheet.columns) > len(best.columns):
             best = sheet
     if best is None:
-        raise AdapterError("no header row found: expected columns such as Product, Capaciteit, Bezet, Vrij",
-                           location="line 1")
+        raise AdapterError(
+            "no header row found: expected columns such as Product, Capaciteit, Bezet, Vrij",
+            location="line 1",
+        )
     return best

@@ -9,6 +9,7 @@ becomes an error Problem with line and column and is skipped; the rest of the sh
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -70,6 +71,17 @@ class BedRecord:
     remark: str | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def place(self) -> str:
+        """Location (+ ward) as an identifier part: "Het Drentse Veld" -> "het-drentse-veld"."""
+        return slug(" ".join(p for p in (self.location, self.ward) if p))
+
+
+def slug(text: str) -> str:
+    """ASCII lower-case identifier part; spelling variants of one name give the same slug."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "-", plain).strip("-") or "x"
+
 
 class Sheet:
     """The header mapping of one sheet and the `where` word ("line"/"row") used in Problem locations."""
@@ -81,8 +93,10 @@ class Sheet:
             if "product" in columns and any(c in columns for c in COUNTS) and len(columns) >= 3:
                 self.columns, self.header_row, self.body = columns, row, rows[position + 1 :]
                 return
-        raise AdapterError("no header row found: expected columns such as Product, Capaciteit, Bezet, Vrij",
-                           location=f"{where} 1")
+        raise AdapterError(
+            "no header row found: expected columns such as Product, Capaciteit, Bezet, Vrij",
+            location=f"{where} 1",
+        )
 
     def cell(self, row: SheetRow, key: str) -> Cell:
         index = self.columns.get(key)
@@ -92,7 +106,7 @@ class Sheet:
         return cell_text(self.cell(row, key)) or None
 
     def header(self, key: str) -> str:
-        """The header text as the user typed it ("Vrij", "Beschikbaar"), or the key if the column is absent."""
+        """The header as the user typed it ("Vrij", "Beschikbaar"), or the key if the column is absent."""
         index = self.columns.get(key)
         return cell_text(self.header_row.cells[index]) if index is not None else key
 
@@ -164,7 +178,7 @@ def parse_day(value: Cell) -> date:
 def read_records(sheet: Sheet, meta: SourceMeta, problems: list[Problem]) -> list[BedRecord]:
     """Every usable body row as a BedRecord; skipped rows leave a Problem saying where and why."""
     records: list[BedRecord] = []
-    seen: dict[tuple[str, str, str, str | None, date], int] = {}
+    seen: dict[tuple[str, str, str, date], int] = {}
     for row in sheet.body:
         texts = [cell_text(c) for c in row.cells]
         filled = [t for t in texts if t]
@@ -174,16 +188,26 @@ def read_records(sheet: Sheet, meta: SourceMeta, problems: list[Problem]) -> lis
             problems.append(Problem("information", "total row skipped", f"{sheet.where} {row.number}"))
             continue
         if len(filled) < 2:
-            problems.append(Problem("information", f"ignored a line that is not a bed line: {filled[0]!r}",
-                                    f"{sheet.where} {row.number}"))
+            problems.append(
+                Problem(
+                    "information",
+                    f"ignored a line that is not a bed line: {filled[0]!r}",
+                    f"{sheet.where} {row.number}",
+                )
+            )
             continue
         record = _record(sheet, row, meta, problems)
         if record is None:
             continue
-        key = (record.owner, record.location, record.product, record.ward, record.day)
+        key = (record.owner, record.place, record.product, record.day)  # the identifiers bed_reports writes
         if key in seen:
-            problems.append(Problem("error", f"duplicate of {sheet.where} {seen[key]} (same provider, location, "
-                                             "product and date); row skipped", f"{sheet.where} {row.number}"))
+            problems.append(
+                Problem(
+                    "error",
+                    f"duplicate of {sheet.where} {seen[key]} (same provider, location, product and date); row skipped",
+                    f"{sheet.where} {row.number}",
+                )
+            )
             continue
         seen[key] = row.number
         records.append(record)
@@ -219,15 +243,24 @@ def _checked_record(sheet: Sheet, row: SheetRow, meta: SourceMeta, problems: lis
     location = sheet.text(row, "location") or sheet.text(row, "ward") or sheet.text(row, "provider")
     if not location:
         raise RowRejected("no Locatie/Vestiging given", sheet.at(row, "location"))
-    record = BedRecord(line=row.number, day=_day(sheet, row, meta, problems), owner_system=owner_system,
-                       owner=owner, provider=sheet.text(row, "provider"), location=location,
-                       city=sheet.text(row, "city"), ward=sheet.text(row, "ward"), product=product,
-                       counts=_counts(sheet, row, problems), sex=sheet.text(row, "sex"),
-                       contact=sheet.text(row, "contact"), remark=sheet.text(row, "remark"))
+    record = BedRecord(
+        line=row.number,
+        day=_day(sheet, row, meta, problems),
+        owner_system=owner_system,
+        owner=owner,
+        provider=sheet.text(row, "provider"),
+        location=location,
+        city=sheet.text(row, "city"),
+        ward=sheet.text(row, "ward"),
+        product=product,
+        counts=_counts(sheet, row, problems),
+        sex=sheet.text(row, "sex"),
+        contact=sheet.text(row, "contact"),
+        remark=sheet.text(row, "remark"),
+    )
     for key, qualifier in _qualifiers(sheet, row):
         record.notes.append(f"{sheet.header(key)}: {qualifier}")
-        problems.append(Problem("information", f"read the number and kept {qualifier!r} as a note",
-                                sheet.at(row, key)))
+        problems.append(Problem("information", f"read the number and kept {qualifier!r} as a note", sheet.at(row, key)))
     record.expected_free = _expected_free(sheet, row, problems)
     return record
 
@@ -253,8 +286,7 @@ def _day(sheet: Sheet, row: SheetRow, meta: SourceMeta, problems: list[Problem])
     value = sheet.cell(row, "date")
     if value is None or not cell_text(value):
         day = meta.received_at.astimezone(AMSTERDAM).date()
-        problems.append(Problem("warning", f"no date; used the delivery date {day.isoformat()}",
-                                sheet.at(row, "date")))
+        problems.append(Problem("warning", f"no date; used the delivery date {day.isoformat()}", sheet.at(row, "date")))
         return day
     try:
         return parse_day(value)
@@ -278,8 +310,10 @@ def _counts(sheet: Sheet, row: SheetRow, problems: list[Problem]) -> dict[str, i
             if part is not None and part > total:
                 raise RowRejected(f"{part} {key} beds is more than the capacity of {total}", sheet.at(row, key))
         if occupied is not None and free is not None and occupied + free > total:
-            raise RowRejected(f"occupied {occupied} + free {free} is more than the capacity of {total}",
-                              sheet.at(row, "free"))
+            raise RowRejected(
+                f"occupied {occupied} + free {free} is more than the capacity of {total}",
+                sheet.at(row, "free"),
+            )
     return counts
 
 
@@ -292,7 +326,7 @@ def _qualifiers(sheet: Sheet, row: SheetRow) -> Iterable[tuple[str, str]]:
 
 
 def _expected_free(sheet: Sheet, row: SheetRow, problems: list[Problem]) -> date | None:
-    """"Verwacht vrij": a date, or unknown ("n.b.", "-", empty); other text is kept out with a warning."""
+    """ "Verwacht vrij": a date, or unknown ("n.b.", "-", empty); other text is kept out with a warning."""
     value = sheet.cell(row, "expected_free")
     text = cell_text(value)
     if not text or care_products.normalize(text) in _UNKNOWN:
@@ -300,6 +334,11 @@ def _expected_free(sheet: Sheet, row: SheetRow, problems: list[Problem]) -> date
     try:
         return parse_day(value)
     except ValueError:
-        problems.append(Problem("warning", f"expected-free date {text!r} not understood; left out",
-                                sheet.at(row, "expected_free")))
+        problems.append(
+            Problem(
+                "warning",
+                f"expected-free date {text!r} not understood; left out",
+                sheet.at(row, "expected_free"),
+            )
+        )
         return None

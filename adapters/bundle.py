@@ -45,7 +45,7 @@ def add_tag(resource: Resource, system: str, code: str, *, security: bool = Fals
 
 
 def mark_medical(resource: Resource) -> Resource:
-    """Label data under the medical professional secret, so social-domain clients never see it (README 8.3)."""
+    """Label data under the medical professional secret; social-domain clients never see it (README 8.3)."""
     return add_tag(resource, DATA_DOMAIN, "medical", security=True)
 
 
@@ -89,8 +89,11 @@ class TransactionBuilder:
         return stable_urn(resource_type, system, value) in self._entries
 
     def bundle(self) -> dict[str, Any]:
-        """The transaction Bundle (deep copy, so later builder use cannot change it)."""
-        return {"resourceType": "Bundle", "type": "transaction", "entry": copy.deepcopy(list(self._entries.values()))}
+        """The transaction Bundle (a deep copy); without entries there is no `entry` (FHIR has no empty arrays)."""
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "transaction"}
+        if self._entries:
+            bundle["entry"] = copy.deepcopy(list(self._entries.values()))
+        return bundle
 
     def _add(self, rtype: str, system: str, value: str, resource: Resource, request: dict[str, str]) -> str:
         urn = stable_urn(rtype, system, value)
@@ -98,8 +101,8 @@ class TransactionBuilder:
             identifiers = list(resource.get("identifier", []))
             if not any(i.get("system") == system and i.get("value") == value for i in identifiers):
                 identifiers.insert(0, {"system": system, "value": value})
-            head = {k: resource[k] for k in ("meta", "extension") if k in resource}
+            head: Resource = {k: resource[k] for k in ("meta", "extension") if k in resource}
             rest = {k: v for k, v in resource.items() if k not in ("resourceType", "meta", "extension", "identifier")}
-            body = {"resourceType": rtype, **head, "identifier": identifiers, **rest}
+            body: Resource = {"resourceType": rtype, **head, "identifier": identifiers, **rest}
             self._entries[urn] = {"fullUrl": urn, "resource": body, "request": request}
         return urn

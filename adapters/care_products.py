@@ -1,10 +1,10 @@
 """The hub's care products and the spellings sources use for them (domain README 1.3).
 
-Spreadsheets and letters name products in many ways ("ELV-HC", "hoog complex", "Crisisbed Wlz"). Two rules keep
-us honest: "respijt"/"logeeropvang"/"logeren" is Wmo *or* Wlz, so it needs a payer (or a municipality as sender)
-and is otherwise rejected; and a payer that contradicts the product ("ELV hoog (Wlz)") is rejected too. We never
-guess. Codes: `elv-*` eerstelijnsverblijf (Zvw), `wlz-*` Wet langdurige zorg, `wmo-kv` Wmo kortdurend verblijf,
-`grz` geriatrische revalidatiezorg.
+Spreadsheets and letters name products in many ways ("ELV-HC", "hoog complex", "Crisisbed Wlz"). Two rules
+keep us honest: "respijt"/"logeeropvang"/"logeren" is Wmo *or* Wlz, so it needs a payer (or a municipality as
+sender) and is otherwise rejected; and a payer that contradicts the product ("ELV hoog (Wlz)") is rejected
+too. We never guess. Codes: `elv-*` eerstelijnsverblijf (Zvw), `wlz-*` Wet langdurige zorg, `wmo-kv` Wmo
+kortdurend verblijf, `grz` geriatrische revalidatiezorg.
 """
 
 from __future__ import annotations
@@ -55,8 +55,13 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 _PAYERS = {
-    "wmo": "wmo", "gemeente": "wmo", "wlz": "wlz", "zorgkantoor": "wlz",
-    "zvw": "zvw", "zorgverzekeraar": "zvw", "verzekeraar": "zvw",
+    "wmo": "wmo",
+    "gemeente": "wmo",
+    "wlz": "wlz",
+    "zorgkantoor": "wlz",
+    "zvw": "zvw",
+    "zorgverzekeraar": "zvw",
+    "verzekeraar": "zvw",
 }
 _RESPITE_WORDS = ("respijt", "respijtzorg", "logeeropvang", "logeren", "logeer")
 _RESPITE = "respite"  # internal marker: product known up to its payer
@@ -181,7 +186,7 @@ class Derivation:
         """One sentence for a triage note: what was derived, from which words, and how sure."""
         seen = ", ".join(f"'{phrase}'" for phrase, _ in self.mentions) or "no product keywords"
         if self.code is None:
-            return f"No care product could be derived from the letter text ({seen}); confidence {self.confidence}."
+            return f"No care product derived from the letter text ({seen}); confidence {self.confidence}."
         return (
             f"Care product derived from free text: {self.code} ({PRODUCTS[self.code].display}) "
             f"based on {seen}; confidence {self.confidence}."
@@ -208,7 +213,7 @@ _WEAK_PHRASES: tuple[tuple[str, str], ...] = (
 
 
 def derive_from_text(text: str) -> Derivation:
-    """Keyword rules for a free-text referral (MEDVRI): strong phrases decide, weak ones only lower confidence."""
+    """Keyword rules for free-text referrals (MEDVRI): strong phrases decide, weak ones lower confidence."""
     plain = normalize(text)
     strong = _scan(plain, _STRONG_PHRASES)
     weak = [m for m in _scan(plain, _WEAK_PHRASES) if not any(m[0] in s[0] for s in strong)]

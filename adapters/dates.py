@@ -1,7 +1,7 @@
 """Dates and times as Dutch sources write them, to FHIR date/dateTime/instant strings.
 
-A timestamp without an offset means Europe/Amsterdam local time (README 4.3), so the offset is computed for that
-date (+01:00 in winter, +02:00 in summer) rather than assumed. Nothing here reads the clock.
+A timestamp without an offset means Europe/Amsterdam local time (README 4.3), so the offset is computed for
+that date (+01:00 in winter, +02:00 in summer) rather than assumed. Nothing here reads the clock.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def fhir_datetime(moment: datetime) -> str:
 
 
 def parse_hl7_ts(value: str) -> tuple[datetime, str]:
-    """HL7 v2 TS/DTM `YYYY[MM[DD[HH[MM[SS[.S]]]]]][+ZZZZ]` -> (aware datetime, FHIR dateTime at that precision)."""
+    """HL7 TS/DTM `YYYY[MM[DD[HH[MM[SS[.S]]]]]][+ZZZZ]` -> (aware datetime, FHIR dateTime, same precision)."""
     match = _HL7_TS.match(value.strip())
     if not match:
         raise ValueError(f"not an HL7 timestamp: {value!r}")

@@ -1,7 +1,8 @@
 """Turning source bytes into text when senders mislabel their character set (they often do).
 
-Dutch sources declare ASCII/UNOA yet carry ë and é in latin-1 or Windows-1252, and spreadsheets arrive as UTF-8
-with a BOM or as Windows-1252. Strict UTF-8 first is safe: latin-1 text with accents is almost never valid UTF-8.
+Dutch sources declare ASCII/UNOA yet carry ë and é in latin-1 or Windows-1252, and spreadsheets arrive as
+UTF-8 with a BOM or as Windows-1252. Strict UTF-8 first is safe: latin-1 text with accents is almost never
+valid UTF-8.
 """
 
 from __future__ import annotations
@@ -10,9 +11,20 @@ import codecs
 
 _LABELS = {
     # HL7 v2 table 0211 (MSH-18) and Edifact syntax identifiers (UNB S001.1)
-    "ASCII": None, "": None, "UNOA": None, "UNOB": None,
-    "8859/1": "latin-1", "UNOC": "latin-1", "8859/15": "iso8859-15", "UNOD": "iso8859-2", "8859/2": "iso8859-2",
-    "UNICODE UTF-8": "utf-8", "UNICODE": "utf-8", "UTF-8": "utf-8", "UNOW": "utf-8", "UNOY": "utf-8",
+    "ASCII": None,
+    "": None,
+    "UNOA": None,
+    "UNOB": None,
+    "8859/1": "latin-1",
+    "UNOC": "latin-1",
+    "8859/15": "iso8859-15",
+    "UNOD": "iso8859-2",
+    "8859/2": "iso8859-2",
+    "UNICODE UTF-8": "utf-8",
+    "UNICODE": "utf-8",
+    "UTF-8": "utf-8",
+    "UNOW": "utf-8",
+    "UNOY": "utf-8",
 }
 
 
@@ -35,7 +47,7 @@ def decode_tolerant(data: bytes, fallback: str = "latin-1") -> tuple[str, str]:
 
 
 def decode_declared(data: bytes, label: str | None) -> tuple[str, str, bool]:
-    """Decode per a declared label; returns (text, codec, honoured) where honoured=False means we fell back."""
+    """Decode per a declared label -> (text, codec, honoured); honoured=False means we fell back."""
     try:
         codec = codec_for_label(label)
     except LookupError:

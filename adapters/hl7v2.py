@@ -1,7 +1,7 @@
 """HL7 v2.4/2.5 (Dutch conventions) -> FHIR, plus the pure pieces of the hub's MLLP listener.
 
-`translate` accepts one message, framed or not, with \\r, \\n or \\r\\n segment terminators, in the character set
-MSH-18 declares. ADT A01/A02/A03/A08/A11/A12/A13/A20 update beds, Encounters and Patients (hl7v2_adt);
+`translate` accepts one message, framed or not, with \\r, \\n or \\r\\n segment terminators, in the character
+set MSH-18 declares. ADT A01/A02/A03/A08/A11/A12/A13/A20 update beds, Encounters and Patients (hl7v2_adt);
 ORU^R01 and ORM^O01 from ZorgDomein become referrals (hl7v2_referral). `ack`, `frame` and `unframe` let the
 listener answer in the sender's own separators and version without this package doing any I/O.
 """
@@ -39,8 +39,13 @@ def translate(source: bytes, meta: SourceMeta) -> Translation:
     else:
         raise AdapterError(f"message type {msg.kind} is not supported", location="MSH-9", code="not-supported")
     event_time = msg.event_time()
-    return Translation(bundle=builder.bundle(), problems=list(dict.fromkeys(problems)),
-                       message_id=msg.control_id, event_time=event_time, kind=msg.kind)
+    return Translation(
+        bundle=builder.bundle(),
+        problems=list(dict.fromkeys(problems)),
+        message_id=msg.control_id,
+        event_time=event_time,
+        kind=msg.kind,
+    )
 
 
 def frame(payload: bytes) -> bytes:
@@ -49,9 +54,9 @@ def frame(payload: bytes) -> bytes:
 
 
 def unframe(buffer: bytes) -> tuple[list[bytes], bytes]:
-    """Split a TCP read buffer into complete MLLP payloads and the unfinished rest (to prepend to the next read).
+    """Split a TCP read buffer into complete MLLP payloads and the unfinished rest (for the next read).
 
-    Bytes before a start block are line noise and dropped; an end block split over two reads stays in the rest.
+    Bytes before a start block are line noise and dropped; an end block split over two reads stays in rest.
     """
     messages: list[bytes] = []
     position = 0
@@ -80,16 +85,29 @@ def ack(message_bytes: bytes, code: AckCode, text: str | None = None, *, at: dat
         fs = first[3]
         fields = first.split(fs)
         enc = fields[1] or DEFAULT_ENCODING_CHARS
+
     def field(n: int) -> str:  # MSH-n of the original message
         return fields[n - 1] if 0 < n - 1 < len(fields) else ""
+
     component = enc[0]
     trigger = field(9).split(component)[1] if component in field(9) else ""
     version = field(12).split(component)[0] or "2.5"
     control_id = field(10).split(component)[0]
     stamp = at.astimezone(AMSTERDAM).strftime("%Y%m%d%H%M%S%z") if at else ""
-    msh = ["MSH", enc, field(5), field(6), field(3), field(4), stamp, "",
-           component.join(("ACK", trigger, "ACK")) if trigger else "ACK",
-           f"ACK{control_id}"[:199], field(11) or "P", version]
+    msh = [
+        "MSH",
+        enc,
+        field(5),
+        field(6),
+        field(3),
+        field(4),
+        stamp,
+        "",
+        component.join(("ACK", trigger, "ACK")) if trigger else "ACK",
+        f"ACK{control_id}"[:199],
+        field(11) or "P",
+        version,
+    ]
     if field(18):
         msh += ["", "", "", "", "", field(18)]
     msa = ["MSA", code, control_id]
@@ -116,7 +134,7 @@ def _err_segment(code: AckCode, text: str | None, fs: str, enc: str, version: st
 
 def _escape(text: str, fs: str, enc: str) -> str:
     """Escape separators in free text (\\F\\ \\S\\ \\R\\ \\T\\ \\E\\) and flatten line breaks."""
-    component, repetition, escape, subcomponent = (list(enc) + ["^", "~", "\\", "&"][len(enc):])[:4]
+    component, repetition, escape, subcomponent = (list(enc) + ["^", "~", "\\", "&"][len(enc) :])[:4]
     table = {escape: "E", fs: "F", component: "S", repetition: "R", subcomponent: "T"}
     flat = " ".join(text.split())
     return "".join(f"{escape}{table[ch]}{escape}" if ch in table else ch for ch in flat)

@@ -1,9 +1,10 @@
 """ADT events -> bed Location status, Encounter with its location(s), Patient (README 4.1).
 
-Each event is one row of `EFFECTS`: what happens to the Encounter, to the bed in PV1-3 and to the bed in PV1-6.
-Cancels (A11/A12/A13) are the same rows with the undo written out, so an undo is just another idempotent PUT.
-HL7 carries no care product: the bed's product comes from the per-sender `ward_products` configuration.
-Beds belong to the sender: their identifier is `<sender id>/<ward>/<room>-<bed>`, so meta.sender is required.
+Each event is one row of `EFFECTS`: what happens to the Encounter, to the bed in PV1-3 and to the bed in
+PV1-6. Cancels (A11/A12/A13) are the same rows with the undo written out, so an undo is just another
+idempotent PUT. HL7 carries no care product: the bed's product comes from the per-sender `ward_products`
+configuration. Beds belong to the sender: their identifier is `<sender id>/<ward>/<room>-<bed>`, so
+meta.sender is required.
 """
 
 from __future__ import annotations
@@ -22,13 +23,30 @@ from adapters.hl7v2_parties import add_agb_practitioner, add_hl7_patient
 from adapters.parties import sender_organization
 
 V2_0116 = "http://terminology.hl7.org/CodeSystem/v2-0116"
-BED_STATUS = {"C": "Closed", "H": "Housekeeping", "I": "Isolated", "K": "Contaminated", "O": "Occupied",
-              "U": "Unoccupied"}
+BED_STATUS = {
+    "C": "Closed",
+    "H": "Housekeeping",
+    "I": "Isolated",
+    "K": "Contaminated",
+    "O": "Occupied",
+    "U": "Unoccupied",
+}
 PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 CARE_PRODUCT_EXT = "https://zorgnet-hub.nl/fhir/StructureDefinition/care-product"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-_CLASS = {"I": ("IMP", "inpatient encounter"), "O": ("AMB", "ambulatory"), "E": ("EMER", "emergency"),
-          "P": ("PRENC", "pre-admission"), "R": ("AMB", "ambulatory"), "B": ("IMP", "inpatient encounter")}
+REFERRER = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "REF", "display": "referrer"}
+    ]
+}
+_CLASS = {
+    "I": ("IMP", "inpatient encounter"),
+    "O": ("AMB", "ambulatory"),
+    "E": ("EMER", "emergency"),
+    "P": ("PRENC", "pre-admission"),
+    "R": ("AMB", "ambulatory"),
+    "B": ("IMP", "inpatient encounter"),
+}
 VACATED = "vacated"  # placeholder for meta.config["vacated_bed_status"] (default H, README 4.1)
 
 
@@ -59,16 +77,18 @@ def translate_adt(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder,
         _bed_status_update(msg, meta, builder, problems)
         return
     if trigger not in SUPPORTED:
-        raise AdapterError(f"ADT^{trigger} is not supported (supported: {', '.join(SUPPORTED)})",
-                           location="MSH-9", code="not-supported")
+        raise AdapterError(
+            f"ADT^{trigger} is not supported (supported: {', '.join(SUPPORTED)})",
+            location="MSH-9",
+            code="not-supported",
+        )
     patient = add_hl7_patient(builder, msg, replace=trigger == "A08")
     if trigger == "A08":
         return
     _visit_event(msg, meta, builder, problems, EFFECTS[trigger], patient)
 
 
-def _bed_status_update(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder,
-                       problems: list[Problem]) -> None:
+def _bed_status_update(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder, problems: list[Problem]) -> None:
     """A20: NPU-1 bed, NPU-2 status from table 0116; no patient data at all."""
     npu = msg.segment("NPU")
     place = msg.location(npu, 1)
@@ -80,9 +100,15 @@ def _bed_status_update(msg: V2Message, meta: SourceMeta, builder: TransactionBui
     _add_bed(builder, meta, problems, place, status, "NPU-1")
 
 
-def _visit_event(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder, problems: list[Problem],
-                 effect: Effect, patient: str) -> None:
-    """Beds of PV1-3/PV1-6 and the Encounter (keyed by visit number PV1-19) for one admit/transfer/discharge."""
+def _visit_event(
+    msg: V2Message,
+    meta: SourceMeta,
+    builder: TransactionBuilder,
+    problems: list[Problem],
+    effect: Effect,
+    patient: str,
+) -> None:
+    """Beds of PV1-3/PV1-6 and the Encounter (keyed by visit number PV1-19) of an admit/transfer/discharge."""
     pv1 = msg.segment("PV1")
     if pv1 is None:
         raise AdapterError(f"ADT^{msg.trigger} needs a PV1 segment", location="PV1")
@@ -94,8 +120,11 @@ def _visit_event(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder, 
         if change is None or place.is_empty:
             continue
         bed_status, location_status = change
-        urn = (_add_bed(builder, meta, problems, place, bed_status, f"PV1-{field}") if place.bed_label
-               else _add_ward(builder, place, *_sender(builder, meta)))
+        urn = (
+            _add_bed(builder, meta, problems, place, bed_status, f"PV1-{field}")
+            if place.bed_label
+            else _add_ward(builder, place, *_sender(builder, meta))
+        )
         if location_status:
             start = event_at if msg.trigger == "A02" and field == 3 else (admitted[0] if admitted else None)
             end = event_at if location_status == "completed" else None
@@ -110,24 +139,31 @@ def _visit_event(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder, 
     builder.update_by_identifier(mark_medical(encounter), ids.VISIT, f"{owner}/{visit}")
 
 
-def _encounter(msg: V2Message, builder: TransactionBuilder, pv1: Any, status: str, patient: str,
-               locations: list[dict[str, Any]]) -> Resource:
+def _encounter(
+    msg: V2Message,
+    builder: TransactionBuilder,
+    pv1: Any,
+    status: str,
+    patient: str,
+    locations: list[dict[str, Any]],
+) -> Resource:
     """The Encounter as this event leaves it; the hub keeps earlier states as versions."""
     code, display = _CLASS.get(msg.get(pv1, 2).upper(), _CLASS["I"])
-    encounter: Resource = {"resourceType": "Encounter", "status": status,
-                           "class": {"system": ACT_CODE, "code": code, "display": display},
-                           "subject": reference(patient)}
+    encounter: Resource = {
+        "resourceType": "Encounter",
+        "status": status,
+        "class": {"system": ACT_CODE, "code": code, "display": display},
+        "subject": reference(patient),
+    }
     period = {}
     if admitted := msg.timestamp(pv1, 44):
         period["start"] = admitted[1]
-    if status == "finished" and (left := msg.timestamp(pv1, 45) or _with_text(msg.event_time())):
+    if status == "finished" and (left := msg.timestamp(pv1, 45) or _timestamp(msg.event_time())):
         period["end"] = left[1]
     if period:
         encounter["period"] = period
     if referrer := add_agb_practitioner(builder, msg, pv1, 8):
-        encounter["participant"] = [{"type": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "REF",
-            "display": "referrer"}]}], "individual": reference(referrer[0])}]
+        encounter["participant"] = [{"type": [REFERRER], "individual": reference(referrer[0])}]
     if reason := msg.get("PV2", 3, comp=2) or msg.get("PV2", 3, comp=1):
         encounter["reasonCode"] = [{"text": reason}]
     if status == "finished" and (disposition := msg.get(pv1, 36)):
@@ -140,7 +176,8 @@ def _encounter(msg: V2Message, builder: TransactionBuilder, pv1: Any, status: st
     return encounter
 
 
-def _with_text(moment: datetime | None) -> tuple[datetime, str] | None:
+def _timestamp(moment: datetime | None) -> tuple[datetime, str] | None:
+    """(datetime, FHIR text) like V2Message.timestamp, for the event-time fallback."""
     return (moment, fhir_datetime(moment)) if moment else None
 
 
@@ -157,31 +194,48 @@ def _sender(builder: TransactionBuilder, meta: SourceMeta) -> tuple[str, str]:
     """(Organization urn, identifier value) of the sender, whose value scopes bed, ward and visit ids."""
     found = sender_organization(builder, meta)
     if found is None:
-        raise AdapterError("HL7 v2 bed and visit events need meta.sender (the provider's AGB) to scope bed ids",
-                           code="business-rule")
+        raise AdapterError(
+            "HL7 v2 bed and visit events need meta.sender (the provider's AGB) to scope bed ids",
+            code="business-rule",
+        )
     return found
 
 
 def _add_ward(builder: TransactionBuilder, place: PersonLocation, organization: str, owner: str) -> str:
     """The ward Location (physicalType wa) a bed is partOf; conditional create, staff may enrich it."""
-    ward: Resource = {"resourceType": "Location", "status": "active", "name": place.ward, "mode": "instance",
-                      "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "wa", "display": "Ward"}]},
-                      "managingOrganization": reference(organization)}
+    ward: Resource = {
+        "resourceType": "Location",
+        "status": "active",
+        "name": place.ward,
+        "mode": "instance",
+        "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "wa", "display": "Ward"}]},
+        "managingOrganization": reference(organization),
+    }
     return builder.create_if_none_exist(ward, ids.WARD, f"{owner}/{place.ward}")
 
 
-def _add_bed(builder: TransactionBuilder, meta: SourceMeta, problems: list[Problem], place: PersonLocation,
-             status: str, where: str) -> str:
+def _add_bed(
+    builder: TransactionBuilder,
+    meta: SourceMeta,
+    problems: list[Problem],
+    place: PersonLocation,
+    status: str,
+    where: str,
+) -> str:
     """Conditional update of the bed Location with its new operationalStatus (and product from config)."""
     organization, owner = _sender(builder, meta)
     code = meta.config.get("vacated_bed_status", "H") if status == VACATED else status
     if code not in BED_STATUS:
         raise AdapterError(f"configured vacated_bed_status {code!r} is not in table 0116", code="business-rule")
-    bed: Resource = {"resourceType": "Location", "status": "suspended" if code == "C" else "active",
-                     "operationalStatus": {"system": V2_0116, "code": code, "display": BED_STATUS[code]},
-                     "name": " ".join(p for p in (place.ward, place.bed_label) if p), "mode": "instance",
-                     "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "bd", "display": "Bed"}]},
-                     "managingOrganization": reference(organization)}
+    bed: Resource = {
+        "resourceType": "Location",
+        "status": "suspended" if code == "C" else "active",
+        "operationalStatus": {"system": V2_0116, "code": code, "display": BED_STATUS[code]},
+        "name": " ".join(p for p in (place.ward, place.bed_label) if p),
+        "mode": "instance",
+        "physicalType": {"coding": [{"system": PHYSICAL_TYPE, "code": "bd", "display": "Bed"}]},
+        "managingOrganization": reference(organization),
+    }
     product = _product_for_bed(meta, place, problems, where)
     if product:
         bed["extension"] = [{"url": CARE_PRODUCT_EXT, "valueCoding": care_products.coding(product)}]
@@ -192,17 +246,27 @@ def _add_bed(builder: TransactionBuilder, meta: SourceMeta, problems: list[Probl
 
 
 def _product_for_bed(meta: SourceMeta, place: PersonLocation, problems: list[Problem], where: str) -> str | None:
-    """Most specific key wins: ward/bed, bed, ward/room, room, ward (README 4.2: providers re-purpose beds)."""
+    """Most specific key wins: ward/bed, bed, ward/room, room, ward (README 4.2: beds get re-purposed)."""
     table = meta.config.get("ward_products") or {}
-    keys = (f"{place.ward}/{place.bed_label}", place.bed_label, f"{place.ward}/{place.room}", place.room, place.ward)
+    keys = (
+        f"{place.ward}/{place.bed_label}",
+        place.bed_label,
+        f"{place.ward}/{place.room}",
+        place.room,
+        place.ward,
+    )
     for key in keys:
         if key and key in table:
             code = str(table[key])
             if code in care_products.PRODUCTS:
                 return code
-            problems.append(Problem("warning", f"ward_products maps {key!r} to unknown care product {code!r}",
-                                    where))
+            problems.append(Problem("warning", f"ward_products maps {key!r} to unknown care product {code!r}", where))
             return None
-    problems.append(Problem("warning", f"no ward_products entry for {place.ward}/{place.bed_label}: "
-                                       "the bed carries no care product", where))
+    problems.append(
+        Problem(
+            "warning",
+            f"no ward_products entry for {place.ward}/{place.bed_label}: the bed carries no care product",
+            where,
+        )
+    )
     return None

@@ -1,10 +1,11 @@
 """One HL7 v2 message, decoded and split, with typed access to fields and the Dutch data types.
 
-Splitting uses python-hl7 (`hl7` on PyPI): it reads the separators from MSH-1/MSH-2 (so ZorgDomein's `_`
-repetition separator works) and implements the escape sequences (\\F\\, \\.br\\, \\Xhh\\ ...). What it does not do we
-do here first: strip MLLP framing, accept \\n and \\r\\n as segment terminators, and pick the character set from
-MSH-18 before decoding (it only takes one codec for the whole message). python-hl7 nests a value only as deep as
-its separators go, so every read goes through `_leaf`, which treats a missing level as the first/empty one.
+Splitting uses python-hl7 (`hl7` on PyPI): it reads the separators from MSH-1/MSH-2, so ZorgDomein's `_`
+repetition separator works. What it does not do we do around it: strip MLLP framing, accept \\n and \\r\\n as
+segment terminators, pick the character set from MSH-18 before decoding (it takes one codec for the whole
+message), and unescape (`unescape` below; its own logs and can raise on bad sequences). python-hl7 nests a
+value only as deep as its separators go, so every read goes through `_leaf`, which treats a missing level as
+the first/empty one.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def declared_charset(data: bytes) -> str | None:
 
 @dataclass(frozen=True)
 class PersonLocation:
-    """HL7 PL: point of care (ward) ^ room ^ bed ^ facility ^ status ^ type ^ building ^ floor (README 4.2)."""
+    """HL7 PL: point of care (ward) ^ room ^ bed ^ facility ^ status ^ type ^ building ^ floor"""
 
     ward: str
     room: str
@@ -79,14 +80,16 @@ class V2Message:
             raise AdapterError(f"HL7 v2 message cannot be parsed: {exc}", location="MSH") from exc
         self.field_separator = segments[0][3]
         self.encoding_chars = segments[0][4:].split(self.field_separator, 1)[0] or DEFAULT_ENCODING_CHARS
+        self.escape = (self.encoding_chars + DEFAULT_ENCODING_CHARS[len(self.encoding_chars) :])[2]
 
     def _decode(self, data: bytes) -> str:
         """Decode per MSH-18; an unknown or wrong label falls back to UTF-8/latin-1 with a warning."""
         label = declared_charset(data)
         text, codec, honoured = decode_declared(data, label)
         if not honoured:
-            self.problems.append(Problem("warning", f"MSH-18 {label!r} does not match the bytes; read as {codec}",
-                                         "MSH-18"))
+            self.problems.append(
+                Problem("warning", f"MSH-18 {label!r} does not match the bytes; read as {codec}", "MSH-18")
+            )
         return text
 
     # --- field access -------------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ class V2Message:
             raw = str(value) if rep == 0 else ""
         else:
             raw = str(value[rep]) if rep < len(value) else ""
-        return self._unescape(raw).replace("\r", "\n").strip()
+        return self._unescape(raw).strip()
 
     def repetitions(self, seg: Any | None, field: int) -> int:
         """How many repetitions a field has (0 when empty)."""
@@ -127,7 +130,12 @@ class V2Message:
         return 1 if isinstance(value, str) or not len(value) or isinstance(value[0], str) else len(value)
 
     def _unescape(self, value: str) -> str:
-        return str(self._msg.unescape(value)) if self._msg.esc in value else value
+        if self.escape not in value:
+            return value
+        text, bad = unescape(value, self.field_separator, self.encoding_chars)
+        if bad:
+            self.problems.append(Problem("warning", f"unknown escape sequence(s) {', '.join(bad)} dropped", None))
+        return text
 
     # --- header ---------------------------------------------------------------------------------------------
     @property
@@ -158,7 +166,7 @@ class V2Message:
         try:
             return parse_hl7_ts(value)
         except ValueError:
-            name = seg if isinstance(seg, str) else str(seg[0])
+            name = seg if isinstance(seg, str) else str(seg[0]) if seg is not None else "?"
             self.problems.append(Problem("warning", f"ignored unreadable timestamp {value!r}", f"{name}-{field}"))
             return None
 
@@ -172,8 +180,10 @@ class V2Message:
 
     def location(self, seg: Any | str | None, field: int) -> PersonLocation:
         """A PL field (PV1-3, PV1-6, NPU-1)."""
+
         def part(n: int) -> str:
             return self.get(seg, field, comp=n)
+
         return PersonLocation(ward=part(1), room=part(2), bed=part(3), facility=part(4), building=part(7))
 
 
@@ -190,3 +200,50 @@ def _leaf(node: Any, path: tuple[int, ...]) -> str:
             return ""
         node = node[0]
     return node
+
+
+_FORMATTING = {
+    ".br": "\n",
+    ".sp": "\n",
+    ".ce": "\n",
+    ".fi": "",
+    ".nf": "",
+    ".in": "",
+    ".ti": "",
+    ".sk": " ",
+    "H": "",
+    "N": "",
+}
+
+
+def unescape(value: str, field_separator: str, encoding_chars: str) -> tuple[str, list[str]]:
+    """HL7 escape sequences (2.10: \\F\\ \\S\\ \\T\\ \\R\\ \\E\\, \\Xhh..\\, \\.br\\ ...) -> (text, unknown ones).
+
+    Our own rather than python-hl7's, which logs errors (with a stray traceback) on bad input and raises
+    ValueError on `\\.spX\\`; an adapter turns bad input into a Problem, never a log line or a crash.
+    """
+    chars = (encoding_chars + DEFAULT_ENCODING_CHARS[len(encoding_chars) :])[:4]
+    escape = chars[2]
+    table = {"F": field_separator, "S": chars[0], "R": chars[1], "E": escape, "T": chars[3]}
+    parts = value.split(escape)
+    if len(parts) % 2 == 0:  # an unpaired escape character is data, not a sequence
+        parts[-2:] = [parts[-2] + escape + parts[-1]]
+    text, bad = [parts[0]], list[str]()
+    for sequence, literal in zip(parts[1::2], parts[2::2], strict=True):
+        text.append(_sequence(sequence, table, bad))
+        text.append(literal)
+    return "".join(text), bad
+
+
+def _sequence(sequence: str, table: dict[str, str], bad: list[str]) -> str:
+    if sequence in table:
+        return table[sequence]
+    if sequence[:3] in _FORMATTING or sequence in _FORMATTING:
+        return _FORMATTING.get(sequence, _FORMATTING.get(sequence[:3], ""))
+    if sequence.startswith("X") and len(sequence) % 2 == 1:
+        try:
+            return bytes.fromhex(sequence[1:]).decode("latin-1")
+        except ValueError:
+            pass
+    bad.append(f"\\{sequence}\\")
+    return ""

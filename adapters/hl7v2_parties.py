@@ -1,7 +1,7 @@
 """HL7 v2 NL person data (PID, XCN, XON, XAD, XTN) to Patient / Practitioner / Organization.
 
-Dutch conventions (README 4.3): BSN in PID-3 with assigning authority NLMINBIZA (type NNNLD), practitioners and
-GP practices by AGB with authority VEKTIS, names as FN subcomponents surname & own prefix & own surname &
+Dutch conventions (README 4.3): BSN in PID-3 with assigning authority NLMINBIZA (type NNNLD), practitioners
+and GP practices by AGB with authority VEKTIS, names as FN subcomponents surname & own prefix & own surname &
 partner prefix & partner surname, addresses as SAD street & name & house number.
 """
 
@@ -49,27 +49,43 @@ def patient_identifiers(msg: V2Message, pid: Any) -> list[dict[str, Any]]:
 
 def xpn_name(msg: V2Message, seg: Any, field: int, rep: int = 0) -> dict[str, Any] | None:
     """XPN with FN subcomponents -> nl-core HumanName; None when the name is empty."""
+
     def fn(sub: int) -> str:
         return msg.get(seg, field, rep, 1, sub)
+
     given, initials = msg.get(seg, field, rep, 2), msg.get(seg, field, rep, 3)
     if not (fn(1) or fn(3) or given):
         return None
     use = "official" if msg.get(seg, field, rep, 7) in ("L", "") else "usual"
-    return dutch_name(family=fn(1) or None, own_prefix=fn(2) or None, own_name=fn(3) or None,
-                      partner_prefix=fn(4) or None, partner_name=fn(5) or None,
-                      given=[given] if given else [], initials=initials or None, use=use)
+    return dutch_name(
+        family=fn(1) or None,
+        own_prefix=fn(2) or None,
+        own_name=fn(3) or None,
+        partner_prefix=fn(4) or None,
+        partner_name=fn(5) or None,
+        given=[given] if given else [],
+        initials=initials or None,
+        use=use,
+    )
 
 
 def xcn(msg: V2Message, seg: Any, field: int, rep: int = 0) -> tuple[str, str, dict[str, Any] | None]:
     """XCN -> (id, assigning authority, HumanName); the name parts sit one component later than in XPN."""
+
     def fn(sub: int) -> str:
         return msg.get(seg, field, rep, 2, sub)
+
     given = msg.get(seg, field, rep, 3)
     name = None
     if fn(1) or fn(3) or given:
-        name = dutch_name(family=fn(1) or None, own_prefix=fn(2) or None, own_name=fn(3) or None,
-                          partner_prefix=fn(4) or None, partner_name=fn(5) or None,
-                          initials=given or None)
+        name = dutch_name(
+            family=fn(1) or None,
+            own_prefix=fn(2) or None,
+            own_name=fn(3) or None,
+            partner_prefix=fn(4) or None,
+            partner_name=fn(5) or None,
+            initials=given or None,
+        )
     return msg.get(seg, field, rep, 1), msg.get(seg, field, rep, 9).upper(), name
 
 
@@ -92,8 +108,10 @@ def add_agb_organization(builder: TransactionBuilder, msg: V2Message, seg: Any, 
 
 def xad_address(msg: V2Message, seg: Any, field: int, rep: int = 0) -> dict[str, Any] | None:
     """XAD -> Address with street and house number kept apart (ADXP extensions), as nl-core does."""
+
     def c(n: int, sub: int = 1) -> str:
         return msg.get(seg, field, rep, n, sub)
+
     addition = c(2)
     line = " ".join(p for p in (c(1), addition) if p)
     if not (line or c(3) or c(5)):
@@ -162,8 +180,11 @@ def add_hl7_patient(builder: TransactionBuilder, msg: V2Message, *, replace: boo
     """Patient entry plus its GP (PD1-4 practitioner, PD1-3 practice) when identified by AGB."""
     patient = patient_resource(msg)
     pd1 = msg.segment("PD1")
-    gps = [found[0] for found in (add_agb_practitioner(builder, msg, pd1, 4),
-                                  add_agb_organization(builder, msg, pd1, 3)) if found]
+    gps = [
+        found[0]
+        for found in (add_agb_practitioner(builder, msg, pd1, 4), add_agb_organization(builder, msg, pd1, 3))
+        if found
+    ]
     if gps:
         patient["generalPractitioner"] = [reference(urn) for urn in gps]
     deceased = "deceasedDateTime" in patient or "deceasedBoolean" in patient

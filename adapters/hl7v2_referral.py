@@ -1,17 +1,17 @@
 """ZorgDomein-style GP referrals (ORU^R01 / ORM^O01) -> ServiceRequest + DocumentReference (README 5.2).
 
-OBR-4 carries a coded product (`ELVHC^ELV hoog complex^ZORGDOMEIN`). ZorgDomein's real codes are not public, so
-the care product comes from `meta.config["zorgdomein_products"]` (code -> care product) or else from the coded
-display text through the alias rules; the original coding is always kept next to it. When neither works the
-ServiceRequest is tagged for triage instead of guessed. OBX of type ED is the letter (base64 PDF), FT/TX/ST
-OBX and NTE are the referrer's explanation (reasonCode text), a CE OBX about urgency sets the priority.
+OBR-4 carries a coded product (`ELVHC^ELV hoog complex^ZORGDOMEIN`). ZorgDomein's real codes are not public,
+so the care product comes from `meta.config["zorgdomein_products"]` (code -> care product) or else from the
+coded display text through the alias rules; the original coding is always kept next to it. When neither works
+the ServiceRequest is tagged for triage instead of guessed. OBX of type ED is the letter (base64 PDF),
+FT/TX/ST OBX and NTE are the referrer's explanation (reasonCode text), a CE OBX about urgency sets the
+priority.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from typing import Any
 
 from adapters import care_products
@@ -26,9 +26,9 @@ from adapters.hl7v2_parties import (
     add_hl7_patient,
     patient_identifiers,
 )
-from adapters.parties import add_practitioner_role, referral_match_key, sender_organization
+from adapters.parties import add_practitioner_role, sender_organization
+from adapters.referrals import REFERRAL_NOTE, attachment, referral_match_key
 
-LOINC_REFERRAL_NOTE = {"system": "http://loinc.org", "code": "57133-1", "display": "Referral note"}
 _URGENT_WORDS = ("VANDAAG", "SPOED", "ACUUT", "ZSM", "DIRECT", "URGENT", "CITO")
 _PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "T": "routine"}
 
@@ -41,8 +41,7 @@ def coding_system(name: str) -> str:
     return ids.HUB_CODES + (upper.lower() if upper else "unknown")
 
 
-def translate_referral(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder,
-                       problems: list[Problem]) -> None:
+def translate_referral(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder, problems: list[Problem]) -> None:
     """One referral per message: Patient, requester, ServiceRequest, and a DocumentReference per letter."""
     obr = msg.segment("OBR")
     orc = msg.segment("ORC")
@@ -64,21 +63,33 @@ def translate_referral(msg: V2Message, meta: SourceMeta, builder: TransactionBui
             _add_document(msg, builder, obx, index, key, urn, patient, requester, problems)
 
 
-def _requester(msg: V2Message, meta: SourceMeta, builder: TransactionBuilder, obr: Any,
-               orc: Any) -> tuple[str, str] | None:
+def _requester(
+    msg: V2Message, meta: SourceMeta, builder: TransactionBuilder, obr: Any, orc: Any
+) -> tuple[str, str] | None:
     """(urn, AGB) of the GP (ORC-12, OBR-16, PV1-8) - a PractitionerRole when the practice is known too."""
-    practitioner = (add_agb_practitioner(builder, msg, orc, 12) or add_agb_practitioner(builder, msg, obr, 16)
-                    or add_agb_practitioner(builder, msg, msg.segment("PV1"), 8))
+    practitioner = (
+        add_agb_practitioner(builder, msg, orc, 12)
+        or add_agb_practitioner(builder, msg, obr, 16)
+        or add_agb_practitioner(builder, msg, msg.segment("PV1"), 8)
+    )
     practice = add_agb_organization(builder, msg, orc, 21) or add_agb_organization(builder, msg, msg.segment("PD1"), 3)
-    if practice is None and meta.sender_kind == "gp":
-        practice = sender_organization(builder, meta)
+    gp_sender = meta.sender if meta.sender_kind == "gp" else None
+    if practice is None and gp_sender and not (practitioner and gp_sender.endswith(f"|{practitioner[1]}")):
+        practice = sender_organization(builder, meta)  # the practice, when it delivers under its own id
     if practitioner and practice:
         return add_practitioner_role(builder, practitioner, practice), practitioner[1]
     return practitioner or practice
 
 
-def _service_request(msg: V2Message, meta: SourceMeta, obr: Any, orc: Any, patient: str,
-                     requester: tuple[str, str] | None, problems: list[Problem]) -> Resource:
+def _service_request(
+    msg: V2Message,
+    meta: SourceMeta,
+    obr: Any,
+    orc: Any,
+    patient: str,
+    requester: tuple[str, str] | None,
+    problems: list[Problem],
+) -> Resource:
     """ServiceRequest with the care-product coding first and the ZorgDomein coding kept beside it."""
     code, text, system = (msg.get(obr, 4, comp=n) for n in (1, 2, 3))
     request: Resource = {"resourceType": "ServiceRequest", "status": "active", "intent": "order"}
@@ -87,7 +98,9 @@ def _service_request(msg: V2Message, meta: SourceMeta, obr: Any, orc: Any, patie
     if code:
         original = {"system": coding_system(system), "code": code}
         codings.append({**original, "display": text} if text else original)
-    request["code"] = {"coding": codings, **({"text": text} if text else {})}
+    concept = {k: v for k, v in (("coding", codings), ("text", text)) if v}
+    if concept:
+        request["code"] = concept
     if product is None:
         add_tag(request, TRIAGE, "needs-triage")
     if priority := _priority(msg, obr, orc):
@@ -98,8 +111,9 @@ def _service_request(msg: V2Message, meta: SourceMeta, obr: Any, orc: Any, patie
         request["authoredOn"] = authored[1]
     if requester:
         request["requester"] = reference(requester[0])
-    reasons = [t for obx in msg.segments("OBX") if msg.get(obx, 2).upper() in ("FT", "TX", "ST")
-               if (t := msg.text(obx, 5))]
+    reasons = [
+        t for obx in msg.segments("OBX") if msg.get(obx, 2).upper() in ("FT", "TX", "ST") if (t := msg.text(obx, 5))
+    ]
     reasons += [t for nte in msg.segments("NTE") if (t := msg.text(nte, 3))]
     if reasons:
         request["reasonCode"] = [{"text": "\n".join(reasons)}]
@@ -119,7 +133,7 @@ def _product(code: str, text: str, meta: SourceMeta, problems: list[Problem]) ->
 
 
 def _priority(msg: V2Message, obr: Any, orc: Any) -> str | None:
-    """OBR-27/ORC-7 TQ priority (S/A/R), else a ZorgDomein urgency answer (CE OBX) mapped to urgent/routine."""
+    """ORC-7/OBR-27 TQ priority (S/A/R), else a ZorgDomein urgency answer (CE OBX) as urgent/routine."""
     tq = (msg.get(orc, 7, comp=6) or msg.get(obr, 27, comp=6) or msg.get(obr, 5)).upper()
     if tq in _PRIORITY:
         return _PRIORITY[tq]
@@ -131,8 +145,17 @@ def _priority(msg: V2Message, obr: Any, orc: Any) -> str | None:
     return None
 
 
-def _add_document(msg: V2Message, builder: TransactionBuilder, obx: Any, index: int, key: str, request: str,
-                  patient: str, requester: tuple[str, str] | None, problems: list[Problem]) -> None:
+def _add_document(
+    msg: V2Message,
+    builder: TransactionBuilder,
+    obx: Any,
+    index: int,
+    key: str,
+    request: str,
+    patient: str,
+    requester: tuple[str, str] | None,
+    problems: list[Problem],
+) -> None:
     """OBX ED (^application^pdf^Base64^data) -> DocumentReference with the letter inline."""
     where = f"OBX[{index}]-5"
     mime = "/".join(p for p in (msg.get(obx, 5, comp=2), msg.get(obx, 5, comp=3)) if p).lower()
@@ -146,21 +169,22 @@ def _add_document(msg: V2Message, builder: TransactionBuilder, obx: Any, index: 
         problems.append(Problem("error", "embedded document is not valid base64; document skipped", where))
         return
     title = msg.get(obx, 3, comp=2) or msg.get(obx, 3) or "Verwijsbrief"
-    doc_type: list[dict[str, str]] = [LOINC_REFERRAL_NOTE]
+    doc_type: list[dict[str, str]] = [REFERRAL_NOTE]
     if msg.get(obx, 3):
         doc_type.append({"system": coding_system(msg.get(obx, 3, comp=3)), "code": msg.get(obx, 3), "display": title})
-    attachment = {"contentType": mime or "application/octet-stream", "data": payload, "size": len(content),
-                  "hash": base64.b64encode(hashlib.sha1(content).digest()).decode("ascii"), "title": title}
-    document: Resource = {"resourceType": "DocumentReference", "status": "current",
-                          "type": {"coding": doc_type, "text": title},
-                          "subject": reference(patient)}
+    document: Resource = {
+        "resourceType": "DocumentReference",
+        "status": "current",
+        "type": {"coding": doc_type, "text": title},
+        "subject": reference(patient),
+    }
     observed = msg.timestamp(obx, 14) or msg.timestamp("MSH", 7)
     if observed:
         document["date"] = fhir_datetime(observed[0])
     if requester:
         document["author"] = [reference(requester[0])]
     document["description"] = title
-    document["content"] = [{"attachment": attachment}]
+    document["content"] = [{"attachment": attachment(content, mime or "application/octet-stream", title)}]
     document["context"] = {"related": [reference(request)]}
     set_id = msg.get(obx, 1) or str(index)
     builder.create_if_none_exist(mark_medical(document), ids.REFERRAL_DOCUMENT, f"{key}/{set_id}")

@@ -61,7 +61,7 @@ def is_valid_gemeentecode(value: str) -> bool:
 
 
 def split_token(token: str) -> tuple[str, str]:
-    """Split a FHIR token "system|value" (as in SourceMeta.sender); raises ValueError when it has no system."""
+    """Split a FHIR token "system|value" (as in SourceMeta.sender); ValueError when it has no system."""
     system, sep, value = token.partition("|")
     if not sep or not system or not value:
         raise ValueError(f"expected 'system|value', got {token!r}")

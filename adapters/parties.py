@@ -12,7 +12,7 @@ from typing import Any
 
 from adapters import identifiers as ids
 from adapters.base import SourceMeta
-from adapters.bundle import Resource, TransactionBuilder, reference
+from adapters.bundle import Resource, TransactionBuilder, mark_social, reference
 
 ORG_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
 _EXT = "http://hl7.org/fhir/StructureDefinition/"
@@ -37,8 +37,12 @@ def dutch_name(
     family = family or "-".join(p for p in (own, partner) if p)
     if family:
         name["family"] = family
-        parts = (("own-prefix", own_prefix), ("own-name", own_name),
-                 ("partner-prefix", partner_prefix), ("partner-name", partner_name))
+        parts = (
+            ("own-prefix", own_prefix),
+            ("own-name", own_name),
+            ("partner-prefix", partner_prefix),
+            ("partner-name", partner_name),
+        )
         extensions = [{"url": f"{_EXT}humanname-{k}", "valueString": v} for k, v in parts if v]
         if extensions:
             name["_family"] = {"extension": extensions}
@@ -70,9 +74,12 @@ def add_organization(
     *,
     name: str | None = None,
     org_type: str | None = None,
+    social: bool = False,
 ) -> str:
     """Conditional create of an Organization by its identifier; `org_type` is an organization-type code."""
     org: Resource = {"resourceType": "Organization", "identifier": [{"system": system, "value": value}]}
+    if social:
+        mark_social(org)
     if org_type:
         org["type"] = [{"coding": [{"system": ORG_TYPE, "code": org_type}]}]
     if name:
@@ -91,7 +98,10 @@ def sender_organization(builder: TransactionBuilder, meta: SourceMeta) -> tuple[
 
 def add_practitioner(builder: TransactionBuilder, agb: str, name: dict[str, Any] | None) -> str:
     """Conditional create of a Practitioner by AGB (the only identifier every Dutch source agrees on)."""
-    practitioner: Resource = {"resourceType": "Practitioner", "identifier": [{"system": ids.AGB, "value": agb}]}
+    practitioner: Resource = {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": ids.AGB, "value": agb}],
+    }
     if name:
         practitioner["name"] = [name]
     return builder.create_if_none_exist(practitioner, ids.AGB, agb)
@@ -100,7 +110,7 @@ def add_practitioner(builder: TransactionBuilder, agb: str, name: dict[str, Any]
 def add_practitioner_role(
     builder: TransactionBuilder, practitioner: tuple[str, str], organization: tuple[str, str]
 ) -> str:
-    """PractitionerRole "this AGB works for this organisation", so a requester carries both (urn, key) pairs."""
+    """PractitionerRole "this AGB works for this organisation", so a requester carries both."""
     value = f"{practitioner[1]}/{organization[1]}"
     role: Resource = {
         "resourceType": "PractitionerRole",
@@ -112,7 +122,7 @@ def add_practitioner_role(
 
 
 def add_patient(builder: TransactionBuilder, patient: Resource, *, replace: bool = False) -> str:
-    """Find-or-create by BSN (else the first identifier); `replace` makes it a conditional update (ADT A08)."""
+    """Find-or-create by BSN (else the first identifier); `replace` = conditional update (ADT A08)."""
     identifiers = patient.get("identifier", [])
     key = next((i for i in identifiers if i["system"] == ids.BSN), identifiers[0] if identifiers else None)
     if key is None:
@@ -125,10 +135,3 @@ def add_patient(builder: TransactionBuilder, patient: Resource, *, replace: bool
 def bsn_identifier(bsn: str) -> dict[str, str]:
     """Patient.identifier for a (validated) BSN."""
     return {"system": ids.BSN, "value": bsn}
-
-
-def referral_match_key(bsn: str | None, authored_on: str | None, referrer: str | None) -> dict[str, str] | None:
-    """Identifier `<bsn>/<date>/<referrer AGB>`: one referral sent twice (ZorgDomein and MEDVRI) shares it (README 9)."""
-    if not (bsn and authored_on and referrer):
-        return None
-    return {"system": ids.REFERRAL_MATCH, "value": f"{bsn}/{authored_on[:10]}/{referrer}"}
