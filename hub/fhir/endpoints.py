@@ -24,7 +24,9 @@ from hub.store.repository import WriteResult
 
 
 class FhirTypeConvertor(StringConvertor):
-    regex = "[A-Z][A-Za-z]{1,63}"
+    """A resource type name; AuditEvent is excluded: the audit trail is served by its own router (hub/acp)."""
+
+    regex = "(?!AuditEvent\\b)[A-Z][A-Za-z]{1,63}"
 
 
 class FhirIdConvertor(StringConvertor):

@@ -88,8 +88,12 @@ def _text(display: Any) -> str | None:
 
 
 def _references(value: Any) -> list[Row]:
-    if isinstance(value, str):  # canonical
-        return [{"target_type": None, "target_id": None, "url": value[:400]}]
+    if isinstance(value, str):  # canonical: searchable with and without its |version
+        base = value.split("|", 1)[0]
+        rows = [{"target_type": None, "target_id": None, "url": base[:400]}]
+        if base != value:
+            rows.append({"target_type": None, "target_id": None, "url": value[:400]})
+        return rows
     if not isinstance(value, dict):
         return []
     ref = value.get("reference")
