@@ -27,7 +27,7 @@ from adapters.hl7v2_parties import (
     patient_identifiers,
 )
 from adapters.parties import add_practitioner_role, sender_organization
-from adapters.referrals import REFERRAL_NOTE, attachment, referral_match_key
+from adapters.referrals import REFERRAL_NOTE, add_postcode, attachment, referral_match_key
 
 _URGENT_WORDS = ("VANDAAG", "SPOED", "ACUUT", "ZSM", "DIRECT", "URGENT", "CITO")
 _PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "T": "routine"}
@@ -53,6 +53,7 @@ def translate_referral(msg: V2Message, meta: SourceMeta, builder: TransactionBui
     placer = msg.get(orc, 2) or msg.get(obr, 2) or msg.control_id or ""
     key = f"{source}/{placer}"
     request = _service_request(msg, meta, obr, orc, patient, requester, problems)
+    add_postcode(request, msg.get(msg.segment("PID"), 11, comp=5))
     request["identifier"] = [{"system": ids.REFERRAL, "value": key}]
     bsn = next((i["value"] for i in patient_identifiers(msg, msg.segment("PID")) if i["system"] == ids.BSN), None)
     if match := referral_match_key(bsn, request.get("authoredOn"), requester[1] if requester else None):

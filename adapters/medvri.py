@@ -26,7 +26,7 @@ from adapters.parties import (
     name_from_display,
     sender_organization,
 )
-from adapters.referrals import REFERRAL_NOTE, attachment, referral_match_key
+from adapters.referrals import REFERRAL_NOTE, add_postcode, attachment, referral_match_key
 
 FORMAT = "medvri"
 MEDIA_TYPES = ("application/edifact",)
@@ -82,6 +82,7 @@ def _translate_message(
     letter = "\n".join(s.text() for s in message.all("TXT"))
     key = f"MEDVRI/{interchange.sender}/{message.reference}"
     request = _service_request(message, letter, written, patient, requester)
+    add_postcode(request, next((a.get("postalCode") for a in patient_resource.get("address", [])), None))
     request["identifier"] = [{"system": ids.REFERRAL, "value": key}]
     if match := referral_match_key(bsn, request["authoredOn"], requester[1] if requester else None):
         request["identifier"].append(match)

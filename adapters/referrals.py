@@ -14,6 +14,13 @@ from typing import Any
 from adapters import identifiers as ids
 
 REFERRAL_NOTE = {"system": "http://loinc.org", "code": "57133-1", "display": "Referral note"}
+POSTCODE_EXT = "https://zorgnet-hub.nl/fhir/StructureDefinition/referral-postcode"
+
+
+def add_postcode(request: dict[str, Any], postcode: str | None) -> None:
+    """The patient's postcode on the referral (hub/referrals requires it: routing looks for beds nearby)."""
+    if postcode and postcode.strip():
+        request.setdefault("extension", []).append({"url": POSTCODE_EXT, "valueString": postcode.strip()})
 
 
 def referral_match_key(bsn: str | None, authored_on: str | None, referrer: str | None) -> dict[str, str] | None:

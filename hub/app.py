@@ -61,6 +61,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         try:
             yield
         finally:
+            from hub import domains
+
+            await domains.on_shutdown(rt)
             await rt.dispatcher.stop()
             await app.state.rate_limiter.close()
             if runtime is None:

@@ -41,6 +41,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     client.add_argument("--jwks", required=True, help="path to a JWKS JSON file with the client's public key(s)")
     sub.add_parser("worker", help="run a Celery worker (needs HUB_REDIS_URL)")
     sub.add_parser("audit-verify", help="seal and verify the audit hash chain")
+    sim = sub.add_parser("simulate", help="a simulated day of referrals through the hub (figures + PNG)")
+    sim.add_argument("--seed", type=int, default=6)
+    sim.add_argument("--providers", type=int, default=20)
+    sim.add_argument("--referrals", type=int, default=60)
+    sim.add_argument("--plot", default="referrals-per-hour.png")
+    ingest = sub.add_parser("ingest", help="store files through an adapter (bed-csv, hl7v2, iwmo, ...) as the sender")
+    ingest.add_argument("--format", required=True, help="adapter format name (GET /ingest lists them)")
+    ingest.add_argument("--sender", default=None, help="SYSTEM|VALUE of the sending organisation")
+    ingest.add_argument("--role", default=None, help="role to act in (default: the sender's configured role)")
+    ingest.add_argument("files", nargs="+", metavar="FILE")
+    mllp = sub.add_parser("mllp", help="run the HL7 v2 MLLP listener (no HTTP)")
+    mllp.add_argument("--host", default="127.0.0.1")
+    mllp.add_argument("--port", type=int, default=2575)
     args = parser.parse_args(argv)
     settings = get_settings()
 
@@ -65,8 +78,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "worker":
         return _worker(settings)
+    if args.command == "simulate":
+        from hub.referrals.simulate import main as simulate
+
+        return simulate(["--seed", str(args.seed), "--providers", str(args.providers),
+                         "--referrals", str(args.referrals), "--plot", args.plot])
     if args.command == "audit-verify":
         return asyncio.run(_audit_verify(settings))
+    if args.command == "ingest":
+        from hub.ingest.cli import ingest_files
+
+        return ingest_files(settings, args.format, args.files, sender=args.sender, role=args.role)
+    if args.command == "mllp":
+        from hub.ingest.cli import serve_mllp
+
+        return serve_mllp(settings, args.host, args.port)
     return 2
 
 

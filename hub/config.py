@@ -42,9 +42,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # availability
     stale_after_minutes: int = 24 * 60
+    # referrals: JSON overrides of hub.referrals.policy.RoutingPolicy (weights, deadlines, coordination point)
+    referral_policy_file: Path | None = None
     # embedded demo
     demo_on_start: bool = False
     task_mode: str = "auto"  # auto | inprocess | celery
+    # ingest (hub/ingest): MLLP listener in the API process when a port is set; HL7 bed feed freshness
+    mllp_port: int | None = None
+    mllp_host: str = "127.0.0.1"
+    ingest_hl7_live_hours: int = 7 * 24
     sql_echo: bool = False
 
     @model_validator(mode="after")

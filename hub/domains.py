@@ -14,13 +14,31 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
 
 # Modules that define extra tables on hub.store.schema.metadata (alembic + tests need them imported).
-TABLE_MODULES: list[str] = ["hub.referrals.tables", "hub.security.audit"]
+TABLE_MODULES: list[str] = [
+    "hub.referrals.tables",
+    "hub.security.audit",
+    "hub.availability.tables",
+    "hub.ingest.tables",
+]
 # Modules whose @task functions must be registered in API processes and Celery workers.
-TASK_MODULES: list[str] = ["hub.referrals.tasks", "hub.acp.tasks"]
+TASK_MODULES: list[str] = ["hub.referrals.tasks", "hub.acp.tasks", "hub.availability.tasks"]
 # Routers included before the generic FHIR router, so `Type/$operation` is not read as `Type/{id}`.
-ROUTER_MODULES: list[str] = ["hub.fhir.terminology_endpoints", "hub.referrals.endpoints", "hub.acp.endpoints"]
+ROUTER_MODULES: list[str] = [
+    "hub.fhir.terminology_endpoints",
+    "hub.referrals.endpoints",
+    "hub.acp.endpoints",
+    "hub.availability.endpoints",
+    "hub.ingest.endpoints",
+    "hub.web.pages",
+]
 # Modules with `install(runtime)` (rules, hooks, services) and optional `async on_startup(runtime)`.
-INSTALL_MODULES: list[str] = ["hub.fhir.terminology_endpoints", "hub.referrals.hooks", "hub.acp.service"]
+INSTALL_MODULES: list[str] = [
+    "hub.fhir.terminology_endpoints",
+    "hub.referrals.hooks",
+    "hub.acp.service",
+    "hub.availability.hooks",
+    "hub.ingest.hooks",
+]
 
 
 def import_tables() -> None:
@@ -51,5 +69,13 @@ async def on_startup(runtime: Runtime) -> None:
     await publish(runtime)
     for name in INSTALL_MODULES:
         hook = getattr(importlib.import_module(name), "on_startup", None)
+        if hook is not None:
+            await hook(runtime)
+
+
+async def on_shutdown(runtime: Runtime) -> None:
+    """Domain shutdown work (e.g. stop the MLLP listener), in reverse install order."""
+    for name in reversed(INSTALL_MODULES):
+        hook = getattr(importlib.import_module(name), "on_shutdown", None)
         if hook is not None:
             await hook(runtime)

@@ -258,6 +258,9 @@ def make_celery(broker_url: str) -> Celery:
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
         task_default_queue="zorgnet",
+        # acks_late: a message a killed worker left unacknowledged is handed out again after the visibility
+        # timeout (Redis default 3600 s). Keep it above the longest task, below the outbox CLAIM_TIMEOUT.
+        broker_transport_options={"visibility_timeout": 120, "unacked_restore_interval": 10},
         beat_schedule={name: {"task": name, "schedule": every} for name, every in PERIODIC.items()},
     )
     for name in TASKS:

@@ -4,6 +4,7 @@ lists. Listed in hub/domains.py INSTALL_MODULES."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -11,9 +12,8 @@ from sqlalchemy import select
 from hub.fhir.operations import OperationInfo, register
 from hub.referrals import guard, intake, ledger, offers, routing
 from hub.referrals.errors import ManagedByReferrals
-from hub.referrals.notify import is_referral_task
-from hub.referrals.policy import policy_of
-from hub.referrals.vocabulary import CARE_PRODUCT, HUB, SERVICE_CHARACTERISTIC
+from hub.referrals.policy import RoutingPolicy, configure, policy_of
+from hub.referrals.vocabulary import CARE_PRODUCT, HUB, SERVICE_CHARACTERISTIC, is_referral_task
 from hub.runtime import Runtime
 from hub.security.context import AccessContext
 from hub.store.schema import resources
@@ -34,7 +34,10 @@ OPERATIONS = (
 
 
 def install(runtime: Runtime) -> None:
-    """Register the referral rule, the write hook and the operations; set the default routing policy."""
+    """Register the referral rule, the write hook and the operations; load the region's routing policy."""
+    policy_file = getattr(runtime.settings, "referral_policy_file", None)  # Settings field proposed in README
+    if policy_file:
+        configure(runtime, RoutingPolicy.from_json(Path(policy_file)))
     policy_of(runtime)
     bed, home, traits = _vocabulary(runtime.conformance)
     runtime.rules.register("ServiceRequest", intake.make_rule(bed, home, traits))

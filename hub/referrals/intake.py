@@ -4,7 +4,8 @@ parsed view (`ReferralRequest`) the routing reads.
 A bed referral is a ServiceRequest with category SNOMED 3457005 ("Patient referral") or a care-product coding
 in `code`. It must carry:
   subject (Patient), requester, intent order|original-order, code: one care-product coding of a bed product
-  (unless category triage#needs-triage: then a person decides), priority (routine = planned; urgent, asap,
+  (flagged triage#needs-triage in category or meta.tag: then only subject, requester and intent are required,
+  and a person decides), priority (routine = planned; urgent, asap,
   stat = acute), for planned care the desired start (occurrenceDateTime or occurrencePeriod.start), and the
   patient's postcode (extension referral-postcode). Optional: needs as orderDetail codings from the
   service-characteristic CodeSystem (dementia-capable, isolation, oxygen, bariatric, ...), preferred providers
@@ -59,13 +60,27 @@ def _extension(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
     return next((e for e in resource.get("extension") or [] if isinstance(e, dict) and e.get("url") == url), None)
 
 
+def _tagged(sr: dict[str, Any], system: str, code: str) -> bool:
+    meta = sr.get("meta") or {}
+    return any(t.get("system") == system and t.get("code") == code
+               for t in [*(meta.get("tag") or []), *(meta.get("security") or [])] if isinstance(t, dict))
+
+
+def needs_triage(sr: dict[str, Any]) -> bool:
+    """Flagged triage#needs-triage (category or meta.tag): a person decides product and urgency."""
+    return _has(sr.get("category"), v.TRIAGE, "needs-triage") or _tagged(sr, v.TRIAGE, "needs-triage")
+
+
 def is_referral(sr: dict[str, Any]) -> bool:
-    """Is this ServiceRequest a bed referral the hub routes?"""
-    if sr.get("resourceType") != "ServiceRequest":
+    """Is this ServiceRequest a bed referral the hub routes? Explicitly (category SNOMED 3457005), flagged for
+    triage, or an order for a care product. Social-domain requests (iWmo, tagged data-domain|social) and
+    proposals are not: the municipality assigns those."""
+    if sr.get("resourceType") != "ServiceRequest" or _tagged(sr, v.DATA_DOMAIN, "social"):
         return False
-    category = sr.get("category")
-    return (_has(category, v.SNOMED, v.REFERRAL_CATEGORY) or _has(category, v.TRIAGE, "needs-triage")
-            or any(c.get("system") == v.CARE_PRODUCT for c in _codings(sr.get("code"))))
+    if _has(sr.get("category"), v.SNOMED, v.REFERRAL_CATEGORY) or needs_triage(sr):
+        return True
+    ordered = sr.get("intent") in ("order", "original-order")
+    return ordered and any(c.get("system") == v.CARE_PRODUCT for c in _codings(sr.get("code")))
 
 
 def make_rule(bed_products: frozenset[str], home_products: frozenset[str],
@@ -75,13 +90,10 @@ def make_rule(bed_products: frozenset[str], home_products: frozenset[str],
     def rule(sr: dict[str, Any]) -> Problems:
         if not is_referral(sr):
             return []
-        problems: Problems = []
-        problems += _parties(sr)
-        problems += _product(sr, bed_products, home_products)
-        problems += _timing(sr)
-        problems += _postcode(sr)
-        problems += _needs_and_preferences(sr, characteristics)
-        return problems
+        problems: Problems = _parties(sr) + _needs_and_preferences(sr, characteristics)
+        if needs_triage(sr):
+            return problems  # product, urgency and postcode are for the person who triages
+        return problems + _product(sr, bed_products, home_products) + _timing(sr) + _postcode(sr)
 
     return rule
 
@@ -99,8 +111,6 @@ def _parties(sr: dict[str, Any]) -> Problems:
 
 
 def _product(sr: dict[str, Any], bed_products: frozenset[str], home_products: frozenset[str]) -> Problems:
-    if _has(sr.get("category"), v.TRIAGE, "needs-triage"):
-        return []
     products = [c.get("code") for c in _codings(sr.get("code")) if c.get("system") == v.CARE_PRODUCT]
     if len(products) != 1:
         return [("ServiceRequest.code", f"A referral asks for exactly one care product (code with system "
@@ -147,6 +157,12 @@ def _needs_and_preferences(sr: dict[str, Any], characteristics: frozenset[str]) 
     return problems
 
 
+def requester_key(sr: dict[str, Any]) -> str | None:
+    """'system|value' of the requester's identifier (e.g. the GP practice's AGB), when the request names one."""
+    ident = (sr.get("requester") or {}).get("identifier") or {}
+    return f"{ident['system']}|{ident['value']}" if ident.get("system") and ident.get("value") else None
+
+
 def desired_start(sr: dict[str, Any]) -> str | None:
     if sr.get("occurrenceDateTime"):
         return str(sr["occurrenceDateTime"])
@@ -173,7 +189,7 @@ def parse(sr: dict[str, Any]) -> ReferralRequest:
         needs=needs,
         preferred=preferred,
         home_care_acceptable=(home_ext or {}).get("valueBoolean", True) is not False,
-        needs_triage=_has(sr.get("category"), v.TRIAGE, "needs-triage") or not products,
+        needs_triage=needs_triage(sr) or not products,
         subject=sr.get("subject"),
         requester=sr.get("requester"),
     )

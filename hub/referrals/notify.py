@@ -29,7 +29,7 @@ from sqlalchemy import insert, select, update
 from hub.errors import Conflict, Forbidden, Gone, HubError, NotFound, PreconditionFailed
 from hub.fhir import interactions
 from hub.referrals import ledger
-from hub.referrals import vocabulary as v
+from hub.referrals.intake import requester_key
 from hub.referrals.policy import policy_of
 from hub.referrals.tables import referral_deliveries, webhook_secrets
 from hub.runtime import Runtime
@@ -57,7 +57,10 @@ def sign(secret: str, body: bytes) -> str:
 # ------------------------------------------------------------------------------------------------ fan-out
 async def fan_out(uow: UnitOfWork, task_id: str, version: int, now: datetime) -> list[int]:
     """Create one delivery per matching, entitled Subscription (idempotent) and schedule them."""
-    stored = await uow.resources.vread_raw(SYSTEM, "Task", task_id, version)
+    try:
+        stored = await uow.resources.vread_raw(SYSTEM, "Task", task_id, version)
+    except (NotFound, Gone):
+        return []  # the Task is gone: nothing to tell
     task = orjson.loads(stored.content)
     parties = await _parties(uow, task)
     subscriptions = await interactions.search(uow, SYSTEM, "Subscription", [
@@ -83,6 +86,11 @@ async def _parties(uow: UnitOfWork, task: dict[str, Any]) -> set[str]:
     referral = await ledger.load(uow.conn, sr_id)
     if referral and referral.requester_org:
         parties.add(referral.requester_org)
+    try:
+        named = requester_key(await uow.resources.read(SYSTEM, "ServiceRequest", sr_id))
+        parties |= {named} if named else set()
+    except (NotFound, Gone):
+        pass
     owner = str((task.get("owner") or {}).get("reference", ""))
     if owner.startswith("Organization/"):
         try:
@@ -240,7 +248,3 @@ async def set_secret(uow: UnitOfWork, ctx: AccessContext, subscription_id: str, 
                                      .values(secret=secret, updated=now))
     if changed.rowcount == 0:
         await uow.conn.execute(insert(t).values(subscription_id=subscription_id, secret=secret, updated=now))
-
-
-def is_referral_task(task: dict[str, Any]) -> bool:
-    return bool(v.identifier_value(task, v.OFFER_SYSTEM) or v.identifier_value(task, v.REFERRAL_TASK_SYSTEM))

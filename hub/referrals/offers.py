@@ -31,6 +31,7 @@ from hub.referrals.errors import (
     OfferNotOpen,
     ReferralNotActive,
 )
+from hub.referrals.intake import requester_key
 from hub.referrals.ledger import OfferRow, Referral
 from hub.referrals.policy import policy_of
 from hub.security.context import AccessContext
@@ -174,11 +175,19 @@ async def cancel(uow: UnitOfWork, ctx: AccessContext, task_id: str, *, expected_
     referral = await ledger.load(uow.conn, sr_id) if ours else None
     if referral is None:
         raise NotAnOffer(f"Task/{task_id} is not a referral or offer Task")
-    if not (ctx.is_system or ctx.role in ("coordinator", "admin") or (ctx.org and ctx.org == referral.requester_org)):
+    if not (ctx.is_system or ctx.role in ("coordinator", "admin") or await _is_requester(uow, ctx, referral)):
         raise NotRequester("Only the requesting organisation or the coordination point may cancel a referral")
     _check_version(stored, expected_version)
     await withdraw(uow, sr_id, reason or "Cancelled by the requester", now, revoke_request=True)
     return await uow.resources.read_raw(SYSTEM, "Task", task_id, audit_read=False)
+
+
+async def _is_requester(uow: UnitOfWork, ctx: AccessContext, referral: Referral) -> bool:
+    """The organisation that submitted the request, or the one its requester identifier names."""
+    if not ctx.org:
+        return False
+    sr = await uow.resources.read(SYSTEM, "ServiceRequest", referral.sr_id)
+    return ctx.org in (referral.requester_org, requester_key(sr))
 
 
 async def withdraw(uow: UnitOfWork, sr_id: str, reason: str, now: datetime, *, revoke_request: bool) -> None:

@@ -11,6 +11,7 @@ WHERE service_id = :s AND held < free`, so a count is never held more often than
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ from hub.security.context import AccessContext
 from hub.store.sql import instant
 from hub.store.uow import UnitOfWork
 
+log = logging.getLogger("hub.referrals.reservations")
 SYSTEM = AccessContext.system("referrals: bed reservation")
 RETRIES = 3
 
@@ -87,7 +89,8 @@ async def reserve_bed(uow: UnitOfWork, bed_id: str, offer_id: str, until: dateti
         return False
     try:
         await uow.resources.update(SYSTEM, _with_reservation(current[0], offer_id, until), if_match=current[1])
-    except (Conflict, PreconditionFailed):
+    except (Conflict, PreconditionFailed) as exc:
+        log.debug("Location/%s went to another referral first: %s", bed_id, exc.diagnostics)
         return False
     return True
 

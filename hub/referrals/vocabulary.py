@@ -9,6 +9,7 @@ BED_RESERVATION_EXT = f"{HUB}/StructureDefinition/bed-reservation"
 BED_STATUS_EXTRA = f"{HUB}/CodeSystem/bed-status-extra"
 SERVICE_CHARACTERISTIC = f"{HUB}/CodeSystem/service-characteristic"
 TRIAGE = f"{HUB}/CodeSystem/triage"
+DATA_DOMAIN = f"{HUB}/CodeSystem/data-domain"
 V2_0116 = "http://terminology.hl7.org/CodeSystem/v2-0116"
 PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
 TASK_CODE = "http://terminology.hl7.org/CodeSystem/task-code"
@@ -66,3 +67,8 @@ def identifier_value(resource: dict[str, object], system: str) -> str | None:
             value = ident.get("value")
             return str(value) if value is not None else None
     return None
+
+
+def is_referral_task(task: dict[str, object]) -> bool:
+    """A referral or offer Task: written only by this package's transitions."""
+    return bool(identifier_value(task, OFFER_SYSTEM) or identifier_value(task, REFERRAL_TASK_SYSTEM))

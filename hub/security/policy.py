@@ -100,15 +100,18 @@ def may_read_row(ctx: AccessContext, resource_type: str, *, medical: bool, owner
 _WRITABLE: dict[str, frozenset[str]] = {
     "vvt-provider": DIRECTORY - {"CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition", "SearchParameter",
                                  "NamingSystem", "OperationDefinition", "CapabilityStatement", "Measure"}
-    | {"Task", "Patient", "Provenance", "Subscription"} | MEDICAL,
+    | {"Task", "Patient", "Provenance", "Subscription", "ServiceRequest"} | MEDICAL,
     "gp": frozenset({"Patient", "ServiceRequest", "Task", "RelatedPerson", "Provenance", "Subscription",
-                     "Practitioner", "PractitionerRole"}) | MEDICAL,
+                     "Practitioner", "PractitionerRole", "Organization"}) | MEDICAL,
     "hap-doctor": frozenset({"Patient", "RelatedPerson", "Provenance"}) | MEDICAL,
     "coordinator": frozenset({"ServiceRequest", "Task", "Patient", "Subscription", "Provenance", "Organization",
                               "Location", "HealthcareService", "Endpoint", "MeasureReport"}),
     "municipality": frozenset({"Patient", "ServiceRequest", "Organization", "Provenance", "Subscription"}),
 }
 _CROSS_ORG_ROLES = frozenset({"admin", "coordinator"})
+# Shared records every care organisation keeps up to date (an A08 demographics update from the hospital of a
+# patient the GP registered); referral Tasks have their own state machine (hub/referrals) deciding who may act.
+_SHARED_TYPES = frozenset({"Patient", "Task"})
 
 
 def check_write(
@@ -119,8 +122,9 @@ def check_write(
         return
     if resource_type not in _WRITABLE.get(ctx.role, frozenset()):
         raise Forbidden(f"role '{ctx.role}' may not write {resource_type}")
-    if ctx.role == "municipality" and resource is not None and is_medical(resource):
-        raise Forbidden("the social domain may only write resources tagged data-domain|social")
+    social_only = ctx.role == "municipality" or (ctx.role == "vvt-provider" and resource_type == "ServiceRequest")
+    if social_only and resource is not None and is_medical(resource):
+        raise Forbidden(f"role '{ctx.role}' may only write {resource_type} tagged data-domain|social (iWmo)")
     owned_elsewhere = existing_owner is not None and existing_owner != ctx.org
-    if owned_elsewhere and ctx.role not in _CROSS_ORG_ROLES and resource_type != "Task":
+    if owned_elsewhere and ctx.role not in _CROSS_ORG_ROLES and resource_type not in _SHARED_TYPES:
         raise Forbidden(f"{resource_type} is owned by another organisation")
