@@ -21,7 +21,9 @@ def make_engine(settings: Settings, *, null_pool: bool = False) -> AsyncEngine:
     if not settings.is_sqlite and null_pool:
         kwargs["poolclass"] = NullPool
     else:
-        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_pre_ping=True)
+        # no pool_pre_ping: it costs a round trip per checkout; a dropped connection instead fails one request
+        # with 503 (hub/app.py), and SQLAlchemy then invalidates the whole pool, so the next requests reconnect.
+        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_recycle=1800)
     engine = create_async_engine(settings.database_url, **kwargs)
     if settings.is_sqlite:
         _configure_sqlite(engine)
