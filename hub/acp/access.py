@@ -66,7 +66,7 @@ def decide(ctx: AccessContext, record: PatientRecord, *, now: datetime | None = 
     refused = role_allowed(ctx)
     if refused is not None:
         return refused
-    effective = effective_privacy_consent(ctx, record.of_type("Consent"), now or datetime.now(UTC))
+    effective = effective_privacy_consent(ctx, record.privacy_consents, now or datetime.now(UTC))
     if effective is not None and effective.resource.get("provision", {}).get("type") == "deny":
         return Decision(False, "refused-objection", "de patiënt heeft bezwaar gemaakt tegen het delen van deze "
                         f"gegevens via de hub ({effective.ref})", medical=False, consent_ref=effective.ref)

@@ -116,8 +116,9 @@ def _check_officer(uow: UnitOfWork, ctx: AccessContext, interaction: str, query:
 
 
 async def _log_read(uow: UnitOfWork, ctx: AccessContext, interaction: str, query: str, patients: list[str]) -> None:
-    await audit.append(uow.conn, audit.build_event(ctx, interaction=interaction, patient_ids=patients,
-                                                    entities=[audit.AuditedEntity(query=query)]))
+    event = audit.build_event(ctx, interaction=interaction, patient_ids=patients,
+                              entities=[audit.AuditedEntity(query=query)])
+    await uow.write(lambda conn: audit.append(conn, event))
 
 
 def searchset(base: str, page: TrailPage) -> bytes:

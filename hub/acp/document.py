@@ -18,7 +18,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from hub.acp import codes
 from hub.acp.records import Loaded, PatientRecord
-from hub.acp.summary import AcpView, Statement, acp_context
+from hub.acp.statements import Statement
+from hub.acp.summary import AcpView, acp_context
 
 TEMPLATES = Environment(loader=PackageLoader("hub.acp", "templates"), autoescape=select_autoescape(["html"]),
                         trim_blocks=True, lstrip_blocks=True)

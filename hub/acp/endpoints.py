@@ -1,7 +1,8 @@
 """ACP routes (thin): $acp-summary as FHIR JSON or as the HAP doctor's HTML page, and the read-only AuditEvent API.
 
 Included before the generic FHIR router (hub/domains.py), so `Patient/$acp-summary` is not read as an id and
-AuditEvent requests reach the audit trail instead of the resource store.
+AuditEvent requests reach the audit trail instead of the resource store. All of them are reads: a read-only unit
+of work, whose one write (the AuditEvent of the access) goes in a short write transaction at the end.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _respond(result: service.Summary, as_html: bool) -> Response:
 @router.get("/Patient/$acp-summary")
 async def acp_summary_by_identifier(request: Request, ctx: Access) -> Response:
     as_html = wants_html(request)
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         result = await service.summary_by_identifier(uow, ctx, request.query_params.get("identifier"),
                                                      base=base_url(request), as_html=as_html)
     return _respond(result, as_html)
@@ -45,21 +46,21 @@ async def acp_summary_by_identifier(request: Request, ctx: Access) -> Response:
 @router.get("/Patient/{patient_id}/$acp-summary")
 async def acp_summary(request: Request, patient_id: str, ctx: Access) -> Response:
     as_html = wants_html(request)
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         result = await service.summary(uow, ctx, patient_id, base=base_url(request), as_html=as_html)
     return _respond(result, as_html)
 
 
 @router.get("/AuditEvent")
 async def audit_search(request: Request, ctx: Access) -> Response:
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         page = await audit_trail.search(uow, ctx, query_items(request))
     return FhirResponse(audit_trail.searchset(base_url(request), page), headers=NO_STORE)
 
 
 @router.get("/AuditEvent/{event_id}")
 async def audit_read(request: Request, event_id: str, ctx: Access) -> Response:
-    async with uow_for(request) as uow:
+    async with uow_for(request, readonly=True) as uow:
         content = await audit_trail.read(uow, ctx, event_id)
     return FhirResponse(content, headers=NO_STORE)
 

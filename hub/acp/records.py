@@ -1,13 +1,18 @@
-"""Load one patient's ACP record in three indexed queries, as stored bytes (no FHIR model parsing).
+"""Load one patient's ACP record in one indexed statement, as stored bytes (no FHIR model parsing).
 
-1. the Patient row (by id, or by identifier through the token index);
-2. its compartment: every resource whose `patient`/`subject` reference index row points at the Patient
+The statement is a UNION ALL of four parts, each marked with its `hop`:
+0. the Patient row (by id; by identifier the id is looked up first through the token index);
+1. its compartment: every resource whose `patient`/`subject` reference index row points at the Patient
    (index `ix_idx_reference_target_type_target_id`);
-3. what those resources refer to that the HAP view names (Device of an ICD, PractitionerRole/Practitioner who
-   recorded it, Organization, contact persons), one hop, plus the PractitionerRole's Practitioner/Organization.
+2. what the Patient and those resources refer to that the HAP view names (Device of an ICD, PractitionerRole /
+   Practitioner who recorded it, Organization, contact persons), and the PractitionerRoles' Practitioner and
+   Organization. These follow index rows by `rid` (`ix_idx_reference_rid`); the type filter is written so that
+   no planner prefers the target-type index, which would scan every reference of that type in the hub.
+One round trip: at 3 a.m. the summary's cost is the database round trips, like any read.
 
 Every row passes `policy.may_read_row`, the rule the repository applies to reads, so a role sees here exactly
-what it could read one by one. (This belongs in the repository as `read_compartment`; see the issue-7 report.)
+what it could read one by one; only the patient's privacy Consents (bezwaar/toestemming) are always loaded, for
+the access decision, and never shown. (This belongs in the repository as `read_compartment`; see the issue-7 report.)
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import BindParameter, ColumnElement, Select, bindparam, func, literal, select, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.security import policy
@@ -33,6 +38,7 @@ COMPARTMENT_TYPES = ("Consent", "Procedure", "Encounter", "Goal", "Observation",
                      "Communication", "RelatedPerson", "QuestionnaireResponse", "DocumentReference")
 REFERENCED_TYPES = ("Device", "PractitionerRole", "Practitioner", "Organization", "RelatedPerson")
 SECOND_HOP_TYPES = ("Practitioner", "Organization")
+PRIVACY_SCOPE = ("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy")
 
 
 @dataclass
@@ -53,6 +59,7 @@ class PatientRecord:
     compartment: list[Loaded] = field(default_factory=list)
     referenced: dict[str, Loaded] = field(default_factory=dict)  # "Type/id" -> resource
     withheld: int = 0  # rows the caller's role may not read (e.g. medical rows for a coordinator)
+    privacy_consents: list[Loaded] = field(default_factory=list)  # for the access decision only, never shown
 
     def of_type(self, res_type: str) -> list[Loaded]:
         return [item for item in self.compartment if item.stored.res_type == res_type]
@@ -66,12 +73,6 @@ class PatientRecord:
         return found or next((c for c in self.compartment if c.ref == key), None)
 
 
-async def patient_row(conn: AsyncConnection, patient_id: str) -> StoredResource | None:
-    stmt = select(*COLUMNS).where(resources.c.res_type == "Patient", resources.c.res_id == patient_id)
-    row = (await conn.execute(stmt)).first()
-    return None if row is None else row_to_stored(row)
-
-
 async def patient_ids_by_identifier(conn: AsyncConnection, system: str, value: str) -> list[str]:
     """Patient ids holding identifier system|value (e.g. a BSN), through the token index; at most two."""
     matching = select(idx_token.c.rid).where(idx_token.c.res_type == "Patient", idx_token.c.param == "identifier",
@@ -80,41 +81,79 @@ async def patient_ids_by_identifier(conn: AsyncConnection, system: str, value: s
     return [r for (r,) in (await conn.execute(stmt)).all()]
 
 
-async def load(conn: AsyncConnection, ctx: AccessContext, patient: StoredResource) -> PatientRecord:
-    """The patient's ACP record as `ctx` may see it (see module docstring for the queries)."""
-    record = PatientRecord(_parse(patient))
-    in_compartment = select(idx_reference.c.rid).where(
-        idx_reference.c.target_type == "Patient", idx_reference.c.target_id == patient.res_id,
-        idx_reference.c.param.in_(("patient", "subject")))
-    compartment = select(*COLUMNS).where(resources.c.rid.in_(in_compartment), resources.c.deleted.is_(False),
-                                         resources.c.res_type.in_(COMPARTMENT_TYPES))
-    rows = await _visible(conn, ctx, compartment, record)
-    record.compartment = rows
-    sources = [patient.rid, *(item.stored.rid for item in rows)]
-    first = await _visible(conn, ctx, _targets(sources, REFERENCED_TYPES), record)
-    roles = [item.stored.rid for item in first if item.stored.res_type == "PractitionerRole"]
-    second = await _visible(conn, ctx, _targets(roles, SECOND_HOP_TYPES), record) if roles else []
-    known = {item.ref for item in rows}
-    record.referenced = {item.ref: item for item in first + second if item.ref not in known}
+async def load(conn: AsyncConnection, ctx: AccessContext, patient_id: str) -> PatientRecord | None:
+    """The patient's ACP record as `ctx` may see it, or None when there is no Patient row (see the docstring)."""
+    rows = (await conn.execute(_RECORD, {"patient_id": patient_id})).all()
+    patient = next((row for row in rows if row.hop == 0), None)
+    if patient is None:
+        return None
+    record = PatientRecord(_parse(row_to_stored(patient)))
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        key = (row.res_type, row.res_id)
+        if row.hop == 0 or key in seen:
+            continue
+        seen.add(key)
+        loaded = _visible(ctx, row, record)
+        if loaded is None:
+            continue
+        if row.hop == 1:
+            record.compartment.append(loaded)
+        else:
+            record.referenced[loaded.ref] = loaded
     return record
 
 
-def _targets(source_rids: list[int | None], types: tuple[str, ...]) -> Select[Any]:
-    pairs = select(idx_reference.c.target_type, idx_reference.c.target_id).where(
-        idx_reference.c.rid.in_([r for r in source_rids if r is not None]),
-        idx_reference.c.target_type.in_(types))
-    return select(*COLUMNS).where(tuple_(resources.c.res_type, resources.c.res_id).in_(pairs),
-                                  resources.c.deleted.is_(False))
+def _statement() -> Any:
+    """Built once (bound parameter `patient_id`): constructing it per request would cost more than running it."""
+    patient_id: BindParameter[str] = bindparam("patient_id")
+    compartment = select(idx_reference.c.rid).where(
+        idx_reference.c.target_type == "Patient", idx_reference.c.target_id == patient_id,
+        idx_reference.c.param.in_(("patient", "subject")))
+    patient = select(resources.c.rid).where(resources.c.res_type == "Patient", resources.c.res_id == patient_id)
+    first = _targets(idx_reference.c.rid.in_(union_all(compartment, patient)), REFERENCED_TYPES)
+    first_rids = select(resources.c.rid).where(tuple_(resources.c.res_type, resources.c.res_id).in_(first))
+    second = _targets(idx_reference.c.rid.in_(first_rids), SECOND_HOP_TYPES)
+    current = resources.c.deleted.is_(False)
+    return union_all(
+        select(*COLUMNS, literal(0).label("hop")).where(resources.c.res_type == "Patient",
+                                                        resources.c.res_id == patient_id),
+        select(*COLUMNS, literal(1).label("hop")).where(resources.c.rid.in_(compartment), current,
+                                                        resources.c.res_type.in_(COMPARTMENT_TYPES)),
+        select(*COLUMNS, literal(2).label("hop")).where(tuple_(resources.c.res_type, resources.c.res_id).in_(first),
+                                                        current),
+        select(*COLUMNS, literal(2).label("hop")).where(tuple_(resources.c.res_type, resources.c.res_id).in_(second),
+                                                        current),
+    )
 
 
-async def _visible(conn: AsyncConnection, ctx: AccessContext, stmt: Select[Any], record: PatientRecord) -> list[Loaded]:
-    out = []
-    for row in (await conn.execute(stmt)).all():
-        if policy.may_read_row(ctx, row.res_type, medical=row.medical, owner_org=row.owner_org):
-            out.append(_parse(row_to_stored(row)))
-        else:
-            record.withheld += 1
-    return out
+def _targets(sources: ColumnElement[bool], types: tuple[str, ...]) -> Select[Any]:
+    """(target_type, target_id) of the reference index rows of `sources`, for targets of `types`."""
+    return select(idx_reference.c.target_type, idx_reference.c.target_id).where(
+        sources, func.coalesce(idx_reference.c.target_type, "").in_(types))
+
+
+_RECORD = _statement()
+
+
+def _visible(ctx: AccessContext, row: Any, record: PatientRecord) -> Loaded | None:
+    """The row if `ctx` may read it; patient-privacy Consents are kept aside for the access decision."""
+    visible = policy.may_read_row(ctx, row.res_type, medical=row.medical, owner_org=row.owner_org)
+    if not visible and row.res_type != "Consent":
+        record.withheld += 1
+        return None
+    loaded = _parse(row_to_stored(row))
+    if row.res_type == "Consent" and _is_privacy_consent(loaded.resource):
+        record.privacy_consents.append(loaded)
+    if not visible:
+        record.withheld += 1
+        return None
+    return loaded
+
+
+def _is_privacy_consent(resource: dict[str, Any]) -> bool:
+    return any(c.get("system") == PRIVACY_SCOPE[0] and c.get("code") == PRIVACY_SCOPE[1]
+               for c in (resource.get("scope") or {}).get("coding", []))
 
 
 def _parse(stored: StoredResource) -> Loaded:

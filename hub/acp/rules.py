@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from adapters.identifiers import is_valid_bsn, normalize_bsn
 from hub.acp import codes
 from hub.fhir.validation import ProfileRules
 
@@ -226,12 +227,5 @@ def patient(resource: dict[str, Any]) -> Problems:
     if not claims(resource, "ACP-Patient"):
         return []
     bsns = [str(i.get("value", "")) for i in resource.get("identifier", []) if i.get("system") == codes.BSN]
-    return [("Patient.identifier", f"BSN {bsn} fails the 11-proof") for bsn in bsns if not valid_bsn(bsn)]
-
-
-def valid_bsn(value: str) -> bool:
-    digits = value.zfill(9)
-    if len(digits) != 9 or not digits.isdigit():
-        return False
-    total = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True)) - int(digits[8])
-    return total % 11 == 0 and int(digits) != 0
+    return [("Patient.identifier", f"BSN {bsn} fails the 11-proof") for bsn in bsns
+            if not is_valid_bsn(normalize_bsn(bsn))]

@@ -1,6 +1,6 @@
 """ACP for the out-of-hours GP (issue 7): install the PZP rules and the operation, and answer $acp-summary.
 
-One summary = one unit of work: the patient's record is loaded in three indexed queries (records.py), the
+One summary = one unit of work: the patient's record is loaded in one indexed statement (records.py), the
 access decision is taken on it (access.py), the view is built (summary.py) and written out from the stored
 bytes (document.py), and one NEN 7513 AuditEvent records who saw what, why and on which basis — a refusal too.
 """
@@ -14,6 +14,7 @@ from hub.acp import access, codes, document, records, rules
 from hub.acp import summary as views
 from hub.acp.access import Decision
 from hub.acp.errors import AcpAccessRefused, AmbiguousIdentifier, BadIdentifier, PatientNotKnown
+from hub.acp.statements import Displays
 from hub.errors import Gone
 from hub.fhir.operations import OperationInfo, register
 from hub.runtime import Runtime
@@ -39,7 +40,7 @@ def install(runtime: Runtime) -> None:
     register(OPERATION)
 
 
-def _displays(runtime: Runtime) -> views.Displays:
+def _displays(runtime: Runtime) -> Displays:
     profiles = runtime.extras["profiles"]
     return {(e.system, e.code): e.display for url in codes.VALUESETS.values()
             for e in entries(profiles, url) if e.display}
@@ -58,16 +59,16 @@ async def summary(uow: UnitOfWork, ctx: AccessContext, patient_id: str, *, base:
     refused = access.role_allowed(ctx)
     if refused is not None:
         _refuse(uow, ctx, patient_id, refused, query)
-    stored = await records.patient_row(uow.conn, patient_id)
-    if stored is None or not policy.may_read_row(ctx, "Patient", medical=stored.medical, owner_org=stored.owner_org):
+    record = await records.load(uow.conn, ctx, patient_id)
+    if record is None or not policy.may_read_row(ctx, "Patient", medical=record.patient.stored.medical,
+                                                 owner_org=record.patient.stored.owner_org):
         raise PatientNotKnown(f"Patient/{patient_id} is not known")
-    if stored.deleted:
+    if record.patient.stored.deleted:
         raise Gone(f"Patient/{patient_id} was deleted")
-    record = await records.load(uow.conn, ctx, stored)
     decision = access.decide(ctx, record)
     if not decision.allowed:
         _refuse(uow, ctx, patient_id, decision, query)
-    displays: views.Displays = uow.runtime.extras["acp_displays"]
+    displays: Displays = uow.runtime.extras["acp_displays"]
     view = views.build(record, displays, medical=decision.medical, emergency=decision.emergency)
     members = document.resources_in_order(view, record)
     await _audit(uow, ctx, patient_id, decision, query, [m.stored.location for m in members])
@@ -113,7 +114,7 @@ async def _audit(uow: UnitOfWork, ctx: AccessContext, patient_id: str, decision:
         entities=[audit.AuditedEntity(reference=loc) for loc in locations] + [audit.AuditedEntity(query=query)],
         patient_ids=[patient_id], consent_ref=decision.consent_ref, policies=decision.policies,
         responsible=_responsible(ctx, decision))
-    await audit.append(uow.conn, event)
+    await uow.write(lambda conn: audit.append(conn, event))
 
 
 def _responsible(ctx: AccessContext, decision: Decision) -> dict[str, Any] | None:

@@ -10,41 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from hub.acp import codes
+from hub.acp.directives import advance_directives, treatment_directives
 from hub.acp.records import Loaded, PatientRecord
-from hub.acp.rules import is_advance_directive, is_treatment_directive
-from hub.fhir.indexing import normalize
-
-Displays = dict[tuple[str, str], str]  # (system, code) -> Dutch display from the hub's PZP ValueSets
-
-
-@dataclass
-class Statement:
-    """One line of the view: what, its value, when, from whom, and which resource says it."""
-
-    label: str
-    value: str = ""
-    detail: str = ""
-    date: str = ""
-    source: str = ""
-    ref: str = ""
-    status: str = "current"  # current | superseded | inactive | conflict | absent
-    replaced_by: str = ""
-    key: str = ""
-    code: str = ""
-
-
-@dataclass
-class Contact:
-    name: str
-    roles: list[str]
-    phones: list[str]
-    emails: list[str]
-    legal_representative: bool
-    ref: str = ""
+from hub.acp.statements import (
+    Contact,
+    Displays,
+    Statement,
+    concept_text,
+    mask_bsn,
+    newest_first,
+    newest_stored_first,
+    person_name,
+    source,
+)
 
 
 @dataclass
@@ -82,7 +63,7 @@ def build(record: PatientRecord, displays: Displays, *, medical: bool, emergency
     if not medical:
         return view
     view.limits, view.other_limits, view.history = treatment_directives(record)
-    view.advance_directives = [_advance_directive(c) for c in _newest(record.of_type("Consent"), is_advance_directive)]
+    view.advance_directives = advance_directives(record)
     view.goals = _current_and_history(record.of_type("Goal"), lambda g: "goal", _goal_valid, _goal_date,
                                       lambda g: _goal(g, displays))
     wishes = _current_and_history([o for o in record.of_type("Observation") if _wish_code(o)], _wish_code,
@@ -99,84 +80,6 @@ def build(record: PatientRecord, displays: Displays, *, medical: bool, emergency
     return view
 
 
-# ------------------------------------------------------------------------------------------------ directives
-def treatment_directives(record: PatientRecord) -> tuple[list[Statement], list[Statement], list[Statement]]:
-    """(the seven limits in fixed order, other treatments, superseded/inactive/conflicting ones)."""
-    groups: dict[str, list[Loaded]] = {}
-    for consent in record.of_type("Consent"):
-        if is_treatment_directive(consent.resource) and consent.resource.get("status") in ("active", "inactive"):
-            groups.setdefault(_treatment_key(consent.resource), []).append(consent)
-    current: dict[str, Statement] = {}
-    history: list[Statement] = []
-    for key, items in groups.items():
-        lines = [_directive(c, key) for c in sorted(items, key=_directive_order)]
-        head = lines[0]
-        if head.status != "current":  # nothing valid left: the newest withdrawn one is all there is
-            history.extend(lines)
-            continue
-        current[key] = head
-        for line in lines[1:]:
-            same_day = line.status == "current" and line.date == head.date and line.value != head.value
-            line.status, line.replaced_by = ("conflict", head.ref) if same_day else (
-                "inactive" if line.status == "inactive" else "superseded", head.ref)
-            if same_day:
-                head.status = "conflict"
-            history.append(line)
-    limits = [current.get(limit.key) or Statement(limit.label, codes.NOT_DISCUSSED, status="absent", key=limit.key,
-                                                  code=limit.code) for limit in codes.TREATMENT_LIMITS]
-    others = [s for k, s in current.items() if k.startswith("other:")]
-    return limits, others, history
-
-
-def _treatment_key(consent: dict[str, Any]) -> str:
-    concept = ((consent.get("provision") or {}).get("code") or [{}])[0]
-    for coding in concept.get("coding", []):
-        if coding.get("system") == codes.SNOMED and coding.get("code") in codes.LIMIT_BY_CODE:
-            return codes.LIMIT_BY_CODE[coding["code"]].key
-    text = concept.get("text") or ""
-    if codes.ICD_DEACTIVATION in text or "defibrillator" in text.lower():
-        return codes.LIMIT_BY_CODE[codes.ICD_DEACTIVATION].key
-    return "other:" + normalize(text or "onbekende behandeling")
-
-
-def _directive_order(consent: Loaded) -> tuple[int, str, datetime]:
-    """Valid first, then newest dateTime, then newest stored version (sort ascending on the negation)."""
-    valid = consent.resource.get("status") == "active"
-    return (0 if valid else 1, _negate(consent.resource.get("dateTime", "")), _neg_time(consent))
-
-
-def _directive(consent: Loaded, key: str) -> Statement:
-    resource = consent.resource
-    provision = resource.get("provision") or {}
-    specification = _extension(resource.get("modifierExtension", []) + resource.get("extension", []),
-                               codes.EXT_SPECIFICATION_OTHER)
-    comment = _extension(resource.get("extension", []), codes.EXT_COMMENT)
-    kind = provision.get("type")
-    if kind in ("permit", "deny"):
-        value = codes.YES if kind == "permit" else codes.NO
-    elif specification:
-        value = codes.NOT_DISCUSSED if "niet besproken" in normalize(specification) else codes.LIMITED
-    else:
-        value = codes.UNKNOWN
-    limit = next((lim for lim in codes.TREATMENT_LIMITS if lim.key == key), None)
-    concept = (provision.get("code") or [{}])[0]
-    label = limit.label if limit else (concept.get("text") or "Overige behandeling")
-    detail = "; ".join(t for t in (specification if value == codes.LIMITED else "", comment) if t)
-    return Statement(label, value, detail, (resource.get("dateTime") or "")[:10], source(consent), consent.ref,
-                     "current" if resource.get("status") == "active" else "inactive", key=key,
-                     code=limit.code if limit else "")
-
-
-def _advance_directive(consent: Loaded) -> Statement:
-    resource = consent.resource
-    concept = ((resource.get("provision") or {}).get("code") or [{}])[0]
-    attachment = resource.get("sourceAttachment") or {}
-    label = next((c.get("display") for c in concept.get("coding", []) if c.get("display")), None)
-    note = f"document: {attachment.get('title') or attachment.get('contentType', '')}" if attachment else ""
-    return Statement(label or concept.get("text") or "Wilsverklaring", "", note, (resource.get("dateTime") or "")[:10],
-                     source(consent), consent.ref, "current" if resource.get("status") == "active" else "inactive")
-
-
 # ------------------------------------------------------------------------------------------------ goal and wishes
 def _current_and_history(items: list[Loaded], key: Callable[[Loaded], str], valid: Callable[[Loaded], bool],
                          date: Callable[[Loaded], str], line: Callable[[Loaded], Statement]) -> list[Statement]:
@@ -186,7 +89,7 @@ def _current_and_history(items: list[Loaded], key: Callable[[Loaded], str], vali
     for item in items:
         groups.setdefault(key(item), []).append(item)
     for group_key, group in groups.items():
-        ordered = sorted(group, key=lambda i: (0 if valid(i) else 1, _negate(date(i)), _neg_time(i)))
+        ordered = sorted(group, key=lambda i: (0 if valid(i) else 1, newest_first(date(i)), newest_stored_first(i)))
         for n, item in enumerate(ordered):
             statement = line(item)
             statement.key = group_key
@@ -299,7 +202,7 @@ def documents(record: PatientRecord, displays: Displays) -> list[Statement]:
         if str(form.resource.get("questionnaire", "")).split("|")[0] == codes.QUESTIONNAIRE:
             out.append(Statement("PZP-formulier", form.resource.get("status", ""), "",
                                  str(form.resource.get("authored", ""))[:10], source(form), form.ref))
-    return sorted(out, key=lambda s: _negate(s.date))
+    return sorted(out, key=lambda s: newest_first(s.date))
 
 
 def conversations(record: PatientRecord) -> list[Statement]:
@@ -315,7 +218,7 @@ def conversations(record: PatientRecord) -> list[Statement]:
               if _is_professional(p.get("actor"))]
         out.append(Statement("Proactieve zorgplanning-gesprek", r.get("status", ""), ", ".join(b for b in by if b),
                              str(date)[:10], source(proc), proc.ref))
-    return sorted(out, key=lambda s: _negate(s.date))
+    return sorted(out, key=lambda s: newest_first(s.date))
 
 
 def acp_context(record: PatientRecord) -> list[Loaded]:
@@ -328,42 +231,6 @@ def acp_context(record: PatientRecord) -> list[Loaded]:
             if any(acp in {(x.get("system"), x.get("code")) for x in rc.get("coding", [])}
                    for rc in c.resource.get("reasonCode", []))]
     return out
-
-
-# ------------------------------------------------------------------------------------------------ small helpers
-def person_name(names: Any) -> str:
-    items = names if isinstance(names, list) else [names] if isinstance(names, dict) else []
-    best = next((n for n in items if n.get("use") == "official"), items[0] if items else {})
-    if best.get("text"):
-        return str(best["text"])
-    return " ".join([*best.get("given", []), best.get("family", "")]).strip()
-
-
-def mask_bsn(patient: dict[str, Any]) -> str:
-    """BSN masked except the last three digits (README §7 banner)."""
-    bsn = next((i.get("value", "") for i in patient.get("identifier", []) if i.get("system") == codes.BSN), "")
-    return f"{'*' * (len(bsn) - 3)}{bsn[-3:]}" if len(bsn) > 3 else ""
-
-
-def concept_text(concept: Any, displays: Displays) -> str:
-    if not isinstance(concept, dict):
-        return ""
-    for c in concept.get("coding", []):
-        shown = displays.get((c.get("system", ""), c.get("code", "")))
-        if shown:
-            return shown
-    return str(concept.get("text") or next((c["display"] for c in concept.get("coding", []) if c.get("display")),
-                                           next((c.get("code", "") for c in concept.get("coding", [])), "")))
-
-
-def source(item: Loaded) -> str:
-    """Provenance line: the owning organisation's identifier and the date the hub last stored it."""
-    owner = item.stored.owner_org or ""
-    system, _, value = owner.partition("|")
-    kind = {"agb-z": "AGB", "ura": "URA"}.get(system.rsplit("/", 1)[-1], "")
-    who = f"{kind} {value}".strip() if value else owner
-    return f"{who}, bijgewerkt {item.stored.last_updated:%Y-%m-%d}" if who else \
-        f"bijgewerkt {item.stored.last_updated:%Y-%m-%d}"
 
 
 def _who(record: PatientRecord, reference: Any) -> str:
@@ -381,24 +248,6 @@ def _is_professional(reference: Any) -> bool:
         "Practitioner", "PractitionerRole")
 
 
-def _extension(extensions: list[dict[str, Any]], url: str) -> str:
-    return next((str(e.get("valueString", "")) for e in extensions if e.get("url") == url), "")
-
-
 def _extension_ref(extensions: list[dict[str, Any]]) -> str:
     return next(((e.get("valueReference") or {}).get("reference", "") for e in extensions
                  if e.get("url") == codes.EXT_RELATED_PERSON), "")
-
-
-def _newest(items: list[Loaded], wanted: Callable[[dict[str, Any]], bool]) -> list[Loaded]:
-    chosen = [i for i in items if wanted(i.resource) and i.resource.get("status") in ("active", "inactive")]
-    return sorted(chosen, key=_directive_order)
-
-
-def _negate(text: str) -> str:
-    """Sort key that orders ISO date strings newest first when sorted ascending."""
-    return "".join(chr(0x10FFFF - ord(ch)) for ch in text) + "\U0010ffff"
-
-
-def _neg_time(item: Loaded) -> datetime:
-    return datetime.max - (item.stored.last_updated - datetime.min)

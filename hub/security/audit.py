@@ -251,7 +251,7 @@ async def verify_chain(conn: AsyncConnection) -> ChainReport:
         .where(audit_log.c.hash.is_not(None)).order_by(audit_log.c.seq)
     )
     async for seq, content, prev_hash, digest in result:
-        if prev_hash is None or chain_hash(prev_hash, content) != digest:
+        if prev_hash is None or not isinstance(content, bytes) or chain_hash(prev_hash, content) != digest:
             return ChainReport(False, checked, seq, "entry content does not match its hash (entry changed)")
         if prev_hash in successor:
             return ChainReport(False, checked, seq, "two entries claim the same predecessor (chain forked)")
