@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-core bench-availability bench-acp chromium clean
+.PHONY: run test lint bench bench-core bench-availability bench-acp bench-scale wrk chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,10 +25,22 @@ lint: $(STAMP)
 	$(BIN)/ruff check hub adapters tests bench
 	$(BIN)/mypy hub adapters
 
-bench: bench-core  ## benchmarks (print ratios against baselines measured in the same run)
+wrk:  ## the HTTP load generator the benchmarks use (Debian package)
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 
-bench-core: $(STAMP)
+bench: bench-core bench-availability bench-acp bench-scale  ## all benchmarks (ratios against same-run baselines)
+
+bench-core: $(STAMP) wrk  ## FHIR core vs minimal FastAPI, SQLite and PostgreSQL (issue 3)
 	$(BIN)/python -m bench.core
+
+bench-availability: $(STAMP) wrk  ## availability query vs Redis HGETALL, 500x6 vs 5 providers, bed updates (issue 4)
+	$(BIN)/python -m bench.availability
+
+bench-acp: $(STAMP)  ## $$acp-summary vs plain GET with 1,000 patients (issue 7)
+	$(BIN)/python -m bench.acp
+
+bench-scale: $(STAMP) wrk  ## 1 vs 2 API processes, reads and bed-status writes (issue 8)
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) zorgnet.db zorgnet.db-*
