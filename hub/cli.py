@@ -118,7 +118,11 @@ def print_demo_tokens(settings: Settings) -> None:
     for role, org, name in DEMO_CLIENTS:
         token = issue_token(settings, role=role, org=org, subject=f"demo-{role}", name=name, ttl=30 * 86400)
         print(f"  {role:13s} {token}")
-    print(f"\nFHIR base: {settings.base_url}/fhir   Overview: {settings.base_url}/overzicht\n")
+    coordinator = issue_token(settings, role="coordinator", org=DEMO_CLIENTS[0][1], subject="demo-coordinator",
+                              name=DEMO_CLIENTS[0][2], ttl=30 * 86400)
+    print(f"\nFHIR base: {settings.base_url}/fhir")
+    print(f"Coordination-point overview (opens signed in as the coordinator): "
+          f"{settings.base_url}/overzicht?token={coordinator}\n")
 
 
 async def _demo(settings: Settings) -> None:

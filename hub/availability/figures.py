@@ -198,7 +198,8 @@ def count_problems(report: dict[str, Any]) -> list[tuple[str, str]]:
     counts = report_counts(report)
     total, occupied, free = counts["numTotBeds"], counts["numTotBedsOcc"], counts["numTotBedsAvail"]
     where = "MeasureReport.group.population.count"
-    problems = [(where, f"{code} must not be negative (got {n})") for code, n in counts.items() if n is not None and n < 0]
+    problems = [(where, f"{code} must not be negative (got {n})")
+                for code, n in counts.items() if n is not None and n < 0]
     if problems:
         return problems
     if total is not None and occupied is not None and occupied > total:

@@ -41,7 +41,7 @@ availability_sources = Table(
     Column("city", String(80), nullable=True),
     Column("parent_id", String(64), nullable=True),  # bed: Location.partOf (ward or room)
     Column("via_service", String(64), nullable=True),  # HealthcareService the product (or the counts) came from
-    Column("address_via_org", Boolean, nullable=False, default=False),  # region taken from the Organization
+    Column("address_via_org", Boolean, nullable=False, default=False),  # no own address: placed by the Organization
     Column("status", String(16), nullable=True),  # bed: v2-0116 code or "reserved"
     Column("name", String(200), nullable=True),
     Column("report_id", String(64), nullable=True),  # service: the MeasureReport counted

@@ -205,8 +205,7 @@ class SqlResourceRepository:
         if result.rowcount != 1:
             raise Conflict(f"{res_type}/{res_id} was changed by another request; read it again and retry")
         await self._record_version(current.rid, res_type, res_id, version, now, method, content)
-        await self._clear_index(current.rid, before)
-        await self._write_index(current.rid, res_type, resource)
+        await self._reindex(current.rid, res_type, before, resource)
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, before, resource)
         stored = StoredResource(
             res_type, res_id, version, now, content, False, owner, values["patient_id"], values["medical"], current.rid
@@ -346,6 +345,19 @@ class SqlResourceRepository:
             kinds = [kind for kind, rows in index_rows(self.runtime.registry, before).items() if rows]
         for kind in kinds:
             await self.conn.execute(_DELETE_INDEX[kind], {"b_rid": rid})
+
+    async def _reindex(self, rid: int, res_type: str, before: dict[str, Any] | None, after: dict[str, Any]) -> None:
+        """Rewrite only the index tables whose rows changed (a bed status update touches the token rows only)."""
+        new_rows = index_rows(self.runtime.registry, after)
+        old_rows = index_rows(self.runtime.registry, before) if before is not None else None
+        for kind in _INDEX_KINDS:
+            rows = new_rows.get(kind, [])
+            if old_rows is not None and old_rows.get(kind, []) == rows:
+                continue
+            if old_rows is None or old_rows.get(kind):
+                await self.conn.execute(_DELETE_INDEX[kind], {"b_rid": rid})
+            if rows:
+                await self.conn.execute(_INSERT_INDEX[kind], [{**r, "rid": rid, "res_type": res_type} for r in rows])
 
     async def _write_index(self, rid: int, res_type: str, resource: dict[str, Any]) -> None:
         for kind, rows in index_rows(self.runtime.registry, resource).items():

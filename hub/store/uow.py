@@ -36,6 +36,7 @@ class UnitOfWork:
         self.readonly = readonly
         self._jobs: list[tuple[int, str, tuple[str, ...], datetime]] = []
         self._after_commit: list[Any] = []
+        self._before_commit: list[Any] = []
         self._refusals: list[dict[str, Any]] = []
         self._deferred: list[Write] = []
         self.conn: AsyncConnection
@@ -80,6 +81,11 @@ class UnitOfWork:
         if delay is None:
             self._jobs.append((row_id, task, args, due))
 
+    def before_commit(self, callback: Any) -> None:
+        """Run an async callable inside the transaction, right before COMMIT (e.g. sorted aggregate increments,
+        so shared counter rows stay locked as briefly as possible and always in the same order)."""
+        self._before_commit.append(callback)
+
     def after_commit(self, callback: Any) -> None:
         """Run an async callable after a successful commit (cache refresh, pub/sub publish)."""
         self._after_commit.append(callback)
@@ -93,6 +99,8 @@ class UnitOfWork:
     ) -> None:
         try:
             if exc_type is None and not self.readonly:
+                for callback in self._before_commit:
+                    await callback()
                 for event in self._refusals:
                     await audit.append(self.conn, event)
                 await self.conn.commit()

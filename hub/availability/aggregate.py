@@ -1,0 +1,233 @@
+"""The incremental aggregate: apply one source's new contribution inside the writing transaction.
+
+Correctness under concurrency (PostgreSQL READ COMMITTED, SQLite serialised by BEGIN IMMEDIATE):
+- The delta is new contribution minus the *stored* contribution of the same source (availability_sources), never a
+  recomputation, so the aggregate is always the sum of the source rows.
+- The source row is written with compare-and-set on its `version` (`UPDATE ... WHERE version = :v`; an INSERT that
+  hits the primary key): of two transactions that read the same old contribution, one writes, the other gets
+  SourceChanged (409) and rolls back. (A bed's own resource row is compare-and-set by the repository first.)
+- Aggregate rows and regional totals change only by atomic upserts
+  `INSERT ... ON CONFLICT DO UPDATE SET free = free + excluded.free, seq = seq + 1`, never read-modify-write, so
+  concurrent writers of one provider × product add up. Rows are touched in key order (rows, then totals), which
+  keeps two single-source transactions from deadlocking.
+- `RETURNING` gives the row as this transaction leaves it (the row stays locked until commit), with its `seq`;
+  the cache applies it after commit only if its `seq` is newer than what it holds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from hub.availability.figures import ZERO, Figures
+from hub.availability.sources import Contribution, Key
+from hub.availability.tables import availability_rows, availability_sources, availability_totals
+from hub.store.sql import instant, utcnow
+
+COUNTS = ("total", "free", "occupied", "reserved", "unavailable")
+
+
+@dataclass
+class Changes:
+    """Aggregate rows and totals as the transaction left them (for the cache, events and subscriptions)."""
+
+    rows: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    totals: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def merge(self, other: Changes) -> None:
+        for key, row in other.rows.items():
+            if key not in self.rows or self.rows[key]["seq"] < row["seq"]:
+                self.rows[key] = row
+        for tkey, total in other.totals.items():
+            if tkey not in self.totals or self.totals[tkey]["seq"] < total["seq"]:
+                self.totals[tkey] = total
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.totals)
+
+
+def insert_for(conn: Any, table: Table) -> Any:
+    """The dialect's INSERT (both have ON CONFLICT DO UPDATE ... RETURNING)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def row_json(row: Any) -> dict[str, Any]:
+    """An aggregate row (or total) as the cache, the JSON endpoint and the events carry it."""
+    out = {str(name): value for name, value in row._asdict().items()}  # PG: quoted_name keys
+    out.pop("snapshot_seq", None)
+    out["last_update"] = instant(out["last_update"])
+    out["seq"] = int(out["seq"])
+    return out
+
+
+async def stored_source(conn: Any, source: str) -> Any:
+    return (await conn.execute(select(availability_sources).where(availability_sources.c.source == source))).first()
+
+
+def _same(old: Any, new: Contribution | None) -> bool:
+    if old is None or new is None:
+        return old is None and new is None
+    columns = new.columns()
+    return all(getattr(old, name) == value for name, value in columns.items() if name != "source")
+
+
+async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool) -> Changes:
+    """Replace the stored contribution of `source` by `new` (None: remove it). `touch`: a write of the source
+    itself, which refreshes the freshness of its row even when no figure changed."""
+    conn, now = uow.conn, utcnow()
+    old = await stored_source(conn, source)
+    if _same(old, new):
+        return await _touch_row(conn, new, now) if touch and new is not None else Changes()
+    await _write_source(conn, source, old, new, now)
+    deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
+    old_key = Key(old.org_id, old.product, old.region) if old is not None and old.counted else None
+    if old_key is not None:
+        deltas[old_key] = deltas[old_key] - Figures.of(old)
+    if new is not None and new.key is not None:
+        deltas[new.key] = deltas[new.key] + new.figures
+    return await add(conn, deltas, new, now)
+
+
+async def touch(uow: Any, source: str) -> Changes:
+    """A write that changed nothing (same status again): refresh the freshness of the source's row."""
+    old = await stored_source(uow.conn, source)
+    if old is None or not old.counted:
+        return Changes()
+    return await add(uow.conn, {Key(old.org_id, old.product, old.region): ZERO}, None, utcnow())
+
+
+async def _touch_row(conn: Any, new: Contribution, now: datetime) -> Changes:
+    return await add(conn, {new.key: ZERO}, new, now) if new.key is not None else Changes()
+
+
+_SOURCE_UPDATE = (update(availability_sources)
+                  .where(availability_sources.c.source == bindparam("b_source"),
+                         availability_sources.c.version == bindparam("b_version")))
+_SOURCE_DELETE = (delete(availability_sources)
+                  .where(availability_sources.c.source == bindparam("b_source"),
+                         availability_sources.c.version == bindparam("b_version")))
+
+
+async def _write_source(conn: Any, source: str, old: Any, new: Contribution | None, now: datetime) -> None:
+    """Compare-and-set of the source row on its version; losing the race -> SourceChanged (409)."""
+    from hub.availability.errors import SourceChanged
+
+    lost = f"{source} was changed by another request at the same time; retry"
+    if old is None:
+        assert new is not None
+        try:
+            await conn.execute(insert(availability_sources), {**new.columns(), "updated": now, "version": 1})
+        except IntegrityError:
+            raise SourceChanged(lost) from None
+        return
+    where = {"b_source": source, "b_version": old.version}
+    if new is None:
+        result = await conn.execute(_SOURCE_DELETE, where)
+    else:
+        result = await conn.execute(_SOURCE_UPDATE, {**new.columns(), "updated": now, "version": old.version + 1,
+                                                     **where})
+    if result.rowcount != 1:
+        raise SourceChanged(lost)
+
+
+async def add(conn: Any, deltas: dict[Key, Figures], new: Contribution | None, now: datetime) -> Changes:
+    """Atomic increments of the aggregate rows, then of the regional totals, in key order."""
+    changes = Changes()
+    totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
+    try:
+        for key in sorted(deltas, key=lambda k: (k.org_id, k.product, k.region)):
+            place = new if new is not None and new.key == key else None
+            row = await _upsert_row(conn, key, deltas[key], place, now)
+            changes.rows[key] = row_json(row)
+            totals[(key.region, key.product)] = totals[(key.region, key.product)] + deltas[key]
+        for region, product in sorted(totals):
+            total = await _upsert_total(conn, region, product, totals[(region, product)], now)
+            changes.totals[(region, product)] = row_json(total)
+    except DBAPIError as exc:
+        if "deadlock" in str(exc).lower():
+            from hub.availability.errors import SourceChanged
+
+            raise SourceChanged("Concurrent availability updates collided; retry") from None
+        raise
+    return changes
+
+
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
+def _upsert(conn: Any, table: Table) -> Any:
+    """`INSERT ... ON CONFLICT (key) DO UPDATE SET n = n + excluded.n, seq = seq + 1 ... RETURNING *`, built once
+    per dialect and executed with parameters (no per-call statement construction)."""
+    cache_key = (conn.dialect.name, table.name)
+    if cache_key not in _UPSERTS:
+        stmt = insert_for(conn, table)
+        excluded = stmt.excluded
+        values: dict[str, Any] = {name: table.c[name] + excluded[name] for name in COUNTS}
+        values["seq"] = table.c.seq + 1
+        values["last_update"] = case((table.c.last_update < excluded.last_update, excluded.last_update),
+                                     else_=table.c.last_update)
+        if table is availability_rows:
+            values["org_name"] = func.coalesce(table.c.org_name, excluded.org_name)  # renames: rename_provider
+            values["postcode"] = func.coalesce(excluded.postcode, table.c.postcode)
+            values["city"] = func.coalesce(excluded.city, table.c.city)
+        keys = [c for c in table.primary_key.columns]
+        _UPSERTS[cache_key] = stmt.on_conflict_do_update(index_elements=keys, set_=values).returning(*table.c)
+    return _UPSERTS[cache_key]
+
+
+async def _upsert_row(conn: Any, key: Key, delta: Figures, place: Contribution | None, now: datetime) -> Any:
+    params = {"org_id": key.org_id, "product": key.product, "region": key.region,
+              "org_name": place.org_name if place else None, "postcode": place.postcode if place else None,
+              "city": place.city if place else None, **delta.as_dict(), "last_update": now, "seq": 1,
+              "snapshot_seq": 0}
+    return (await conn.execute(_upsert(conn, availability_rows), params)).one()
+
+
+async def _upsert_total(conn: Any, region: str, product: str, delta: Figures, now: datetime) -> Any:
+    params = {"region": region, "product": product, **delta.as_dict(), "last_update": now, "seq": 1}
+    return (await conn.execute(_upsert(conn, availability_totals), params)).one()
+
+
+async def rename_provider(conn: Any, org_id: str, name: str | None) -> Changes:
+    """Organization renamed: its rows carry the new name (and a new seq, so caches take it)."""
+    t = availability_rows
+    result = await conn.execute(update(t).where(t.c.org_id == org_id, func.coalesce(t.c.org_name, "") != (name or ""))
+                                .values(org_name=name, seq=t.c.seq + 1).returning(*t.c))
+    changes = Changes()
+    for row in result.all():
+        changes.rows[Key(row.org_id, row.product, row.region)] = row_json(row)
+    return changes
+
+
+# ------------------------------------------------------------------------------------------------ reading
+async def table_rows(conn: Any, *, org_id: str | None = None, product: str | None = None) -> list[dict[str, Any]]:
+    """The fallback read when the cache is cold or unreachable (indexed by org_id / product)."""
+    t = availability_rows
+    stmt = select(t)
+    if org_id:
+        stmt = stmt.where(t.c.org_id == org_id)
+    if product:
+        stmt = stmt.where(t.c.product == product)
+    return [row_json(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def table_totals(conn: Any) -> list[dict[str, Any]]:
+    return [row_json(r) for r in (await conn.execute(select(availability_totals))).all()]
+
+
+async def sources_of(conn: Any, *, org_id: str) -> list[Any]:
+    """The bed and service sources of one provider (the provider detail view)."""
+    t = availability_sources
+    stmt = select(t).where(t.c.org_id == org_id).order_by(t.c.product, t.c.kind, t.c.name)
+    return list((await conn.execute(stmt)).all())
