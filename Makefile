@@ -16,7 +16,7 @@ run: $(STAMP)  ## the hub on its embedded default (SQLite, in-process tasks) wit
 	$(BIN)/hub serve --demo --host 127.0.0.1 --port 8000
 
 chromium:  ## Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser)
-	@(command -v chromium && command -v docker-compose) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver docker-compose >/dev/null)
+	@(command -v chromium && command -v docker-compose && command -v wrk) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver docker-compose wrk >/dev/null)
 
 test: $(STAMP) chromium  ## the whole suite against real PostgreSQL + Redis (127.0.0.1; HUB_TEST_PG / HUB_TEST_REDIS)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
