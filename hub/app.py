@@ -102,7 +102,7 @@ def supported_types(runtime: Runtime) -> set[str]:
     from fhir.resources.R4B import fhirtypes  # a name check; importing every model class costs ~0.6 s at start
 
     types = {t for t in runtime.registry.by_type if hasattr(fhirtypes, f"{t}Type")}
-    return types | {"Binary", "Bundle", "AuditEvent", "Provenance"}
+    return types | {"Binary", "Bundle", "AuditEvent", "Provenance", "OperationDefinition"}
 
 
 async def startup(runtime: Runtime) -> None:
@@ -145,40 +145,95 @@ def _install_errors(app: FastAPI) -> None:
             detail = "No such endpoint (FHIR base is /fhir)"
         return FhirResponse(outcome(issue("error", code, detail)), exc.status_code, dict(exc.headers or {}))
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
+    # Connection-level failures of PostgreSQL or Redis (refused, reset, server shutting down or starting up, pool
+    # timeout) are 503 + Retry-After, never 500. They arrive wrapped by SQLAlchemy, raw from asyncpg (the fast read
+    # path, connect-time errors, a pool release on a dead connection) or from redis-py. Handlers on these classes
+    # run in the exception middleware, so an outage neither logs an ASGI crash per request nor makes uvicorn drop
+    # the client's keep-alive connection; the catch-all checks the chain too, for wrappers of other types.
     async def database_down(request: Request, exc: Exception) -> Response:
         if _is_connection_error(exc):
-            log.warning("database unavailable: %s", exc)
-            return outcome_response(
-                Unavailable("The database is temporarily unavailable; retry shortly", headers={"Retry-After": "2"})
-            )
-        return await unexpected(request, exc)
+            return _unavailable(exc)
+        return _internal_error(request, exc)
+
+    for kind in _BACKEND_ERRORS:
+        app.add_exception_handler(kind, database_down)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        request_id = getattr(request.state, "request_id", "-")
-        log.exception("unhandled error (request %s)", request_id, exc_info=exc)
-        return FhirResponse(outcome(issue("fatal", "exception", f"Internal error; reference {request_id}")), 500)
+        return await database_down(request, exc)
 
 
-def _is_connection_error(exc: Exception) -> bool:
-    text = str(exc).lower()
-    return getattr(exc, "connection_invalidated", False) or any(
-        s in text
-        for s in (
-            "connection refused",
-            "connection was closed",
-            "cannot connect",
-            "terminating connection",
-            "connection is closed",
-            "server closed the connection",
-            "connect call failed",
-            "the database system is",
-            "connectionreseterror",
-            "timeout",
-        )
+def _unavailable(exc: Exception) -> Response:
+    log.warning("backing service unavailable: %s: %s", type(exc).__name__, str(exc).split("\n", 1)[0])
+    err = Unavailable("The database or Redis is temporarily unavailable; retry shortly", headers={"Retry-After": "2"})
+    return outcome_response(err)
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    request_id = getattr(request.state, "request_id", "-")
+    log.exception("unhandled error (request %s)", request_id, exc_info=exc)
+    return FhirResponse(outcome(issue("fatal", "exception", f"Internal error; reference {request_id}")), 500)
+
+
+def _backend_errors() -> tuple[type[Exception], ...]:
+    import asyncpg
+    import redis.exceptions
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (
+        OperationalError,
+        DBAPIError,
+        PoolTimeout,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        redis.exceptions.RedisError,
+        ConnectionError,
+        TimeoutError,
     )
+
+
+def _connection_types() -> tuple[type[Exception], ...]:
+    import redis.exceptions
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (ConnectionError, TimeoutError, PoolTimeout, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+_BACKEND_ERRORS = _backend_errors()
+_CONNECTION_TYPES = _connection_types()
+# SQLSTATE class 08 (connection exception), 57P01-03 (admin/crash shutdown, cannot connect now), 53300 (too many
+# connections): the server is going away or not there yet.
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+_CONNECTION_TEXTS = (
+    "connection refused",
+    "connection was closed",
+    "cannot connect",
+    "terminating connection",
+    "connection is closed",
+    "server closed the connection",
+    "connect call failed",
+    "the database system is",
+    "connectionreseterror",
+    "timeout",
+)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A lost or refused PostgreSQL/Redis connection anywhere in the exception's chain (cause, context, orig)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "connection_invalidated", False) or isinstance(current, _CONNECTION_TYPES):
+            return True
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATES):
+            return True
+        if any(s in str(current).lower() for s in _CONNECTION_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__ or getattr(current, "orig", None)
+    return False
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:

@@ -128,3 +128,15 @@ def test_models_and_migrations_agree():
         engine.dispose()
     assert diff == []
     assert asyncio.iscoroutinefunction(upgrade) is False
+
+
+async def test_every_hub_operation_in_the_capability_statement_is_served_as_operation_definition(hub):
+    cs = (await hub.client.get("/fhir/metadata")).json()
+    hub_ops = {op["definition"] for res in cs["rest"][0]["resource"] for op in res.get("operation", [])
+               if op["definition"].startswith("https://zorgnet-hub.nl/")}
+    assert hub_ops, "the domain operations are registered"
+    for url in sorted(hub_ops):
+        found = (await hub.client.get(f"/fhir/OperationDefinition?url={url}", headers=hub.headers())).json()
+        assert found.get("total") == 1, url
+        definition = found["entry"][0]["resource"]
+        assert url.endswith(f"{definition['resource'][0]}-{definition['code']}")
