@@ -40,7 +40,7 @@ from hub.fhir import interactions
 from hub.fhir.operations import OperationInfo, register
 from hub.runtime import Runtime
 from hub.security.context import AccessContext
-from hub.store.schema import resources
+from hub.store.schema import idx_token, resources
 
 log = logging.getLogger("hub.availability")
 OPERATIONS = (
@@ -89,9 +89,14 @@ async def _needs_rebuild(conn: Any) -> bool:
     for table in (availability_sources, availability_providers):
         if (await conn.execute(select(*table.primary_key.columns).limit(1))).first() is not None:
             return False
-    stmt = select(resources.c.rid).where(resources.c.res_type.in_(("Location", "MeasureReport")),
+    # Beds only count through a care product (their extension or their ward's HealthcareService), so a store
+    # without HealthcareServices or count reports has nothing to aggregate: no full scan of its Locations.
+    stmt = select(resources.c.rid).where(resources.c.res_type.in_(("HealthcareService", "MeasureReport")),
                                          resources.c.deleted.is_(False)).limit(1)
-    return (await conn.execute(stmt)).first() is not None
+    if (await conn.execute(stmt)).first() is not None:
+        return True
+    beds = select(idx_token.c.rid).where(idx_token.c.res_type == "Location", idx_token.c.param == "care-product")
+    return (await conn.execute(beds.limit(1))).first() is not None
 
 
 def bed_status_problems(location: dict[str, Any]) -> list[tuple[str, str]]:
