@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.config import Settings, get_settings
@@ -87,7 +88,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _install_middleware(app, settings)
     from hub import domains
 
-    app.include_router(fhir_endpoints.hot)
+    app.router.routes.append(
+        Route("/fhir/{res_type:fhirtype}/{res_id:fhirid}", fhir_endpoints.read_by_id, methods=["GET"])
+    )
+    app.include_router(fhir_endpoints.hot)  # the same read, documented in the OpenAPI description
     for extra in domains.routers():
         app.include_router(extra)
     app.include_router(auth_router)

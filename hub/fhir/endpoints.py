@@ -186,6 +186,12 @@ async def _validate(request: Request, res_type: str) -> Response:
 @hot.get("/{res_type:fhirtype}/{res_id:fhirid}")
 async def read(request: Request, res_type: str, res_id: str) -> Response:
     """The hottest path: authentication is called directly (no dependency solving) and bytes go out as stored."""
+    return await read_by_id(request)
+
+
+async def read_by_id(request: Request) -> Response:
+    """Starlette endpoint for GET Type/id (hub/app.py mounts it first, bypassing FastAPI's parameter solving)."""
+    res_type, res_id = request.path_params["res_type"], request.path_params["res_id"]
     ctx = await access_context(request)
     supported(request, res_type)
     stored = await runtime_of(request).fast.current(res_type, res_id)
