@@ -307,7 +307,7 @@ class SqlSearch:
         if modifier and modifier[:1].isupper():
             return and_(t.c.target_type == modifier, t.c.target_id == value.split("/")[-1])
         if value.startswith(("http://", "https://", "urn:")):
-            return t.c.url == value  # canonicals are indexed with and without |version  # type: ignore[no-any-return]
+            return t.c.url == value  # type: ignore[no-any-return]  # indexed with and without |version
         if "/" in value:
             rtype, rid = value.split("/")[-2:]
             return and_(t.c.target_type == rtype, t.c.target_id == rid)
