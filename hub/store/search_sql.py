@@ -45,21 +45,10 @@ from hub.store.schema import (
     resources,
     search_snapshots,
 )
-from hub.store.sql import row_to_stored, utcnow
+from hub.store.sql import STORED_COLUMNS, row_to_stored, utcnow
 
 SNAPSHOT_TTL = timedelta(hours=1)
-_COLS = (
-    resources.c.rid,
-    resources.c.res_type,
-    resources.c.res_id,
-    resources.c.version,
-    resources.c.last_updated,
-    resources.c.content,
-    resources.c.deleted,
-    resources.c.owner_org,
-    resources.c.patient_id,
-    resources.c.medical,
-)
+_COLS = STORED_COLUMNS
 
 
 @dataclass

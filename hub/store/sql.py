@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from hub.runtime import Runtime
     from hub.store.uow import UnitOfWork
 
-_COLS = (
+STORED_COLUMNS = (  # what a StoredResource needs, in row_to_stored order
     resources.c.rid,
     resources.c.res_type,
     resources.c.res_id,
@@ -39,6 +39,7 @@ _COLS = (
     resources.c.patient_id,
     resources.c.medical,
 )
+_COLS = STORED_COLUMNS
 _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
 # Statements built once: constructing them per call costs more than executing them (compiled-cache hits).
 _CURRENT = select(*_COLS).where(resources.c.res_type == bindparam("b_type"), resources.c.res_id == bindparam("b_id"))
