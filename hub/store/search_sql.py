@@ -87,8 +87,12 @@ class SqlSearch:
         scope = policy.read_scope(ctx, query.resource_type)
         if not scope.allowed:
             return SearchResult([], total=0)
+        # A positive index clause already selects rows of this type (index rows carry res_type); leaving the
+        # type predicate out then lets SQLite drive the query from the index instead of scanning the type.
+        narrowed = any(c.chain is not None or (c.param is not None and c.modifier not in ("not", "not-in", "missing"))
+                       for c in query.clauses)
         where = [
-            resources.c.res_type == query.resource_type,
+            *([] if narrowed else [resources.c.res_type == query.resource_type]),
             resources.c.deleted.is_(False),
             *self._access(scope),
             *[self._clause(query.resource_type, c) for c in query.clauses],
