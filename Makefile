@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-core bench-availability bench-acp bench-scale wrk chromium clean
+.PHONY: run test lint bench bench-core bench-availability bench-acp bench-scale bench-ingest bench-referrals wrk chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,7 +28,7 @@ lint: $(STAMP)
 wrk:  ## the HTTP load generator the benchmarks use (Debian package)
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 
-bench: bench-core bench-availability bench-acp bench-scale  ## all benchmarks (ratios against same-run baselines)
+bench: bench-core bench-availability bench-acp bench-scale bench-ingest bench-referrals  ## all benchmarks (ratios against same-run baselines)
 
 bench-core: $(STAMP) wrk  ## FHIR core vs minimal FastAPI, SQLite and PostgreSQL (issue 3)
 	$(BIN)/python -m bench.core
@@ -44,3 +44,9 @@ bench-scale: $(STAMP) wrk  ## 1 vs 2 API processes, reads and bed-status writes 
 
 clean:
 	rm -rf $(VENV) zorgnet.db zorgnet.db-*
+
+bench-ingest: $(STAMP)  ## HL7 v2 via MLLP and bed CSV into the store vs bare parsing (issue 5)
+	$(BIN)/python -m bench.ingest
+
+bench-referrals: $(STAMP)  ## request -> first offer vs bare Celery enqueue -> start; referrals/s (issue 6)
+	$(BIN)/python -m bench.referrals
