@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_snapshot: int = 50_000
     max_include: int = 1000
     max_bundle_entries: int = 1000
+    max_ingest_entries: int = 50_000  # one adapter message/file (a regional bed overview) is one transaction
     max_body_bytes: int = 10 * 1024 * 1024
     max_json_depth: int = 64
     # back-pressure: requests in flight per process before answering 503

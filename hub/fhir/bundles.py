@@ -118,15 +118,18 @@ class EntryFailed(HubError):
         self.status, self.code = err.status, err.code
 
 
-async def process(uow: UnitOfWork, ctx: AccessContext, bundle: Any, base: str, *, prefer_return: str) -> dict[str, Any]:
+async def process(
+    uow: UnitOfWork, ctx: AccessContext, bundle: Any, base: str, *, prefer_return: str, max_entries: int | None = None
+) -> dict[str, Any]:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise Invalid("POST to the base must be a Bundle of type batch or transaction")
     kind = bundle.get("type")
     if kind not in ("batch", "transaction"):
         raise Invalid(f"Bundle.type must be batch or transaction, not '{kind}'", expression=["Bundle.type"])
     entries = bundle.get("entry", [])
-    if len(entries) > uow.runtime.settings.max_bundle_entries:
-        raise TooLarge(f"Bundle has {len(entries)} entries; the limit is {uow.runtime.settings.max_bundle_entries}")
+    limit = max_entries or uow.runtime.settings.max_bundle_entries
+    if len(entries) > limit:
+        raise TooLarge(f"Bundle has {len(entries)} entries; the limit is {limit}")
     for i, entry in enumerate(entries):
         request = entry.get("request") if isinstance(entry, dict) else None
         if not isinstance(request, dict) or request.get("method") not in ORDER or not request.get("url"):

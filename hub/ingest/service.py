@@ -273,7 +273,8 @@ async def _apply(
         return
     base = uow.runtime.settings.base_url.rstrip("/") + "/fhir"
     try:
-        await bundles.process(uow, ctx, {**translation.bundle, "entry": entries}, base, prefer_return="minimal")
+        await bundles.process(uow, ctx, {**translation.bundle, "entry": entries}, base, prefer_return="minimal",
+                              max_entries=uow.runtime.settings.max_ingest_entries)
     except HubError as err:
         raise StoreRefused(f"{headline}: {_entry_label(err, entries)} not stored", err) from None
 
