@@ -17,13 +17,17 @@ import uuid
 
 import httpx
 
-from bench.harness import Server, free_port, median, start, uvicorn_argv, wrk
+from bench.harness import free_port, median, start, uvicorn_argv, wrk
 from hub.config import Settings
 from hub.security.tokens import issue_token
 
 PG_URL = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-LOCATION = {"resourceType": "Location", "status": "active", "name": "Bench bed",
-            "operationalStatus": {"system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": "U"}}
+LOCATION = {
+    "resourceType": "Location",
+    "status": "active",
+    "name": "Bench bed",
+    "operationalStatus": {"system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": "U"},
+}
 
 
 def hub_env(backend: str, tmp: str, schema: str | None, base: str) -> dict[str, str]:
@@ -51,9 +55,13 @@ def seed(base: str, token: str, count: int) -> str:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
     with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
         for start_at in range(0, count, 500):
-            entries = [{"request": {"method": "POST", "url": "Location"},
-                        "resource": {**LOCATION, "name": f"Locatie {i:05d} Drenthe"}}
-                       for i in range(start_at, min(count, start_at + 500))]
+            entries = [
+                {
+                    "request": {"method": "POST", "url": "Location"},
+                    "resource": {**LOCATION, "name": f"Locatie {i:05d} Drenthe"},
+                }
+                for i in range(start_at, min(count, start_at + 500))
+            ]
             r = client.post("/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
             r.raise_for_status()
         one = client.get("/fhir/Location?name:exact=Locatie 00042 Drenthe").json()
@@ -75,19 +83,26 @@ def run_backend(backend: str, rounds: int, seconds: float, locations: int) -> di
     if backend == "postgresql":
         import subprocess
 
-        subprocess.run([sys.executable, "-m", "hub.cli", "migrate"], env={**os.environ, **env}, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "hub.cli", "migrate"], env={**os.environ, **env}, check=True, capture_output=True
+        )
     hub, _ = start(uvicorn_argv("hub.asgi:app", hub_port), env, "/fhir/metadata", hub_port)
     baseline, _ = start(uvicorn_argv("bench.baseline_app:app", base_port), {}, "/item", base_port)
     results: dict[str, list[float]] = {k: [] for k in ("post", "get", "tx", "search")}
     try:
         loc_id = seed(hub.base, token, locations)
         body = json.dumps(LOCATION)
-        tx_body = json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"request": {"method": "POST", "url": "Location"}, "resource": LOCATION} for _ in range(10)]})
+        tx_body = json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"request": {"method": "POST", "url": "Location"}, "resource": LOCATION} for _ in range(10)],
+            }
+        )
         for _ in range(rounds):
-            b_post = wrk(f"{baseline.base}/item", method="POST", body=body, content_type="application/json",
-                         seconds=seconds)
+            b_post = wrk(
+                f"{baseline.base}/item", method="POST", body=body, content_type="application/json", seconds=seconds
+            )
             h_post = wrk(f"{hub.base}/fhir/Location", method="POST", body=body, token=token, seconds=seconds)
             b_get = wrk(f"{baseline.base}/item", seconds=seconds)
             h_get = wrk(f"{hub.base}/fhir/Location/{loc_id}", token=token, seconds=seconds)
@@ -99,8 +114,11 @@ def run_backend(backend: str, rounds: int, seconds: float, locations: int) -> di
             results["get"].append(h_get.rps / b_get.rps)
             results["tx"].append(h_tx.rps * 10 / h_post.rps)
             results["search"].append(h_search.rps / h_get.rps)
-            print(f"  [{backend}] round: POST {h_post.rps:.0f}/{b_post.rps:.0f} rps, GET {h_get.rps:.0f}/{b_get.rps:.0f},"
-                  f" tx10 {h_tx.rps:.0f} bundles/s, search {h_search.rps:.0f} rps", flush=True)
+            print(
+                f"  [{backend}] round: POST {h_post.rps:.0f}/{b_post.rps:.0f} rps, GET {h_get.rps:.0f}/{b_get.rps:.0f},"
+                f" tx10 {h_tx.rps:.0f} bundles/s, search {h_search.rps:.0f} rps",
+                flush=True,
+            )
         tail = wrk(f"{hub.base}/fhir/Location/{loc_id}", token=token, connections=64, seconds=seconds)
         rss = hub.rss_mb()
     finally:
@@ -110,9 +128,18 @@ def run_backend(backend: str, rounds: int, seconds: float, locations: int) -> di
     restarted.stop()
     if schema:
         asyncio.run(_schema(f'DROP SCHEMA "{schema}" CASCADE'))
-    return {"post": median(results["post"]), "get": median(results["get"]), "tx": median(results["tx"]),
-            "search": median(results["search"]), "tail": tail.p99_ms / tail.p50_ms, "tail_p50": tail.p50_ms,
-            "tail_p99": tail.p99_ms, "tail_503": tail.non2xx, "rss": rss, "warm": warm}
+    return {
+        "post": median(results["post"]),
+        "get": median(results["get"]),
+        "tx": median(results["tx"]),
+        "search": median(results["search"]),
+        "tail": tail.p99_ms / tail.p50_ms,
+        "tail_p50": tail.p50_ms,
+        "tail_p99": tail.p99_ms,
+        "tail_503": tail.non2xx,
+        "rss": rss,
+        "warm": warm,
+    }
 
 
 def report(backend: str, r: dict[str, float]) -> None:
@@ -121,7 +148,12 @@ def report(backend: str, r: dict[str, float]) -> None:
         ("GET Location by id / minimal FastAPI GET", r["get"], ">=", 0.5),
         ("transaction(10) entries/s / single POST/s", r["tx"], ">=", 0.7),
         ("search name= over 10k / GET by id", r["search"], ">=", 0.3),
-        (f"64 clients p99/p50 ({r['tail_p99']:.1f}/{r['tail_p50']:.1f} ms, {r['tail_503']:.0f} x 503)", r["tail"], "<=", 10),
+        (
+            f"64 clients p99/p50 ({r['tail_p99']:.1f}/{r['tail_p50']:.1f} ms, {r['tail_503']:.0f} x 503)",
+            r["tail"],
+            "<=",
+            10,
+        ),
         ("hub RSS MB after the run", r["rss"], "<=", 250),
         ("warm start to first /fhir/metadata (s)", r["warm"], "<=", 3),
     ]

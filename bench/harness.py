@@ -51,11 +51,14 @@ class Server:
             self.proc.kill()
 
 
-def start(argv: list[str], env: dict[str, str], probe_path: str, port: int, timeout: float = 60) -> tuple[Server, float]:
+def start(
+    argv: list[str], env: dict[str, str], probe_path: str, port: int, timeout: float = 60
+) -> tuple[Server, float]:
     """Start a server process; return it and the seconds until the probe answered 200."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -72,8 +75,21 @@ def start(argv: list[str], env: dict[str, str], probe_path: str, port: int, time
 
 
 def uvicorn_argv(app: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--log-level", "warning", "--no-access-log"]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
 
 
 @dataclass
@@ -94,20 +110,42 @@ wrk.headers["Prefer"] = "return=minimal"
 """
 
 
-def wrk(url: str, *, connections: int = 16, seconds: float = 3.0, method: str = "GET", body: str = "",
-        content_type: str = "application/fhir+json", token: str = "") -> WrkResult:
+def wrk(
+    url: str,
+    *,
+    connections: int = 16,
+    seconds: float = 3.0,
+    method: str = "GET",
+    body: str = "",
+    content_type: str = "application/fhir+json",
+    token: str = "",
+) -> WrkResult:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_LUA.format(method=method, body=body, ctype=content_type, auth=f"Bearer {token}"))
     try:
-        out = subprocess.run([need_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s",
-                              script.name, url], capture_output=True, text=True, timeout=seconds + 30).stdout
+        out = subprocess.run(
+            [
+                need_wrk(),
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        ).stdout
     finally:
         os.unlink(script.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx_match = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return WrkResult(rps, _percentile(out, "50%"), _percentile(out, "99%"),
-                     int(non2xx_match.group(1)) if non2xx_match else 0, total)
+    return WrkResult(
+        rps, _percentile(out, "50%"), _percentile(out, "99%"), int(non2xx_match.group(1)) if non2xx_match else 0, total
+    )
 
 
 def _percentile(out: str, label: str) -> float:

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.config import Settings, get_settings
-from hub.errors import HubError, TooLarge, Unavailable
+from hub.errors import Conflict, HubError, Invalid, TooLarge, Unavailable
 from hub.fhir import endpoints as fhir_endpoints
 from hub.fhir.http import check_format
 from hub.fhir.outcome import issue, outcome, outcome_response
@@ -157,6 +157,14 @@ def _install_errors(app: FastAPI) -> None:
     async def database_down(request: Request, exc: Exception) -> Response:
         if _is_connection_error(exc):
             return _unavailable(exc)
+        state = _sqlstate(exc) or ""
+        if state.startswith("22"):  # data exception: a value PostgreSQL cannot take (NUL, range)
+            return _bad_value(exc)
+        if state == "23505":  # unique violation: the same new id written twice (one Bundle, or two clients at once)
+            log.info("duplicate write refused: %s", str(_root(exc)).split("\n", 1)[0])
+            return outcome_response(
+                Conflict("The same resource was created twice at once (in this request or by another); retry")
+            )
         return _internal_error(request, exc)
 
     for kind in _BACKEND_ERRORS:
@@ -171,6 +179,31 @@ def _unavailable(exc: Exception) -> Response:
     log.warning("backing service unavailable: %s: %s", type(exc).__name__, str(exc).split("\n", 1)[0])
     err = Unavailable("The database or Redis is temporarily unavailable; retry shortly", headers={"Retry-After": "2"})
     return outcome_response(err)
+
+
+def _bad_value(exc: Exception) -> Response:
+    """SQLSTATE class 22 (e.g. a NUL character, a number out of range) comes from a value the client sent."""
+    detail = str(_root(exc)).split("\n", 1)[0][:200]
+    log.info("value refused by the database: %s", detail)
+    return outcome_response(Invalid(f"A value in the request cannot be stored or searched: {detail}"))
+
+
+def _root(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    current: BaseException | None = exc
+    seen: set[int] = set()
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str):
+            return state
+        current = current.__cause__ or getattr(current, "orig", None)
+    return None
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:
@@ -198,10 +231,20 @@ def _backend_errors() -> tuple[type[Exception], ...]:
 
 
 def _connection_types() -> tuple[type[Exception], ...]:
+    import asyncpg
     import redis.exceptions
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    return (ConnectionError, TimeoutError, PoolTimeout, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    # asyncpg's InternalClientError ("cannot switch to state …; another operation is in progress") is a connection
+    # whose protocol state broke when the server went away mid-operation: the pool discards it, a retry succeeds.
+    return (
+        ConnectionError,
+        TimeoutError,
+        PoolTimeout,
+        asyncpg.InternalClientError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    )
 
 
 _BACKEND_ERRORS = _backend_errors()

@@ -207,16 +207,32 @@ class CeleryDispatcher:
         request_id: str | None = None,
         claimed: bool = False,
     ) -> None:
-        if claimed or outbox_id is None:
+        if outbox_id is None:
             self._publish(task, args, outbox_id, request_id)
             return
-        job = asyncio.get_running_loop().create_task(self._claim_and_publish(task, args, outbox_id, request_id))
+        job = asyncio.get_running_loop().create_task(
+            self._claim_and_publish(task, args, outbox_id, request_id, claimed)
+        )
         self._pending.add(job)
         job.add_done_callback(self._pending.discard)
 
-    async def _claim_and_publish(self, task: str, args: list[str], outbox_id: int, request_id: str | None) -> None:
-        if await claim(self.runtime, outbox_id):
+    async def _claim_and_publish(
+        self, task: str, args: list[str], outbox_id: int, request_id: str | None, claimed: bool
+    ) -> None:
+        """Publish off the event loop; if the broker is unreachable (Redis restarting), give the claim back so
+        the relay re-sends the row at its next tick instead of after CLAIM_TIMEOUT."""
+        if not claimed and not await claim(self.runtime, outbox_id):
+            return
+        try:
             await asyncio.to_thread(self._publish, task, args, outbox_id, request_id)
+        except Exception as exc:
+            log.warning("task %s not published (%s); the outbox relay retries it", task, exc)
+            async with self.runtime.engine.begin() as conn:
+                await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == outbox_id, outbox.c.completed.is_(None))
+                    .values(dispatched=None, last_error=f"publish failed: {exc!r}"[:2000])
+                )
 
     def _publish(self, task: str, args: list[str], outbox_id: int | None, request_id: str | None) -> None:
         self.app.send_task(task, args=args, kwargs={"outbox_id": outbox_id, "request_id": request_id})

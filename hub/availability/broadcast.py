@@ -21,6 +21,7 @@ import orjson
 log = logging.getLogger("hub.availability.broadcast")
 Event = dict[str, Any]
 QUEUE_SIZE = 1000
+RESUBSCRIBE_MIN, RESUBSCRIBE_MAX = 0.2, 5.0  # seconds between attempts to re-subscribe after Redis went away
 
 
 class Listener:
@@ -104,28 +105,42 @@ class RedisBroadcaster:
                     self._reader = None
 
     async def _read(self, ready: asyncio.Event) -> None:
-        pubsub = self.client.pubsub()
-        try:
-            await pubsub.subscribe(self.channel)
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
-                if message is None:
-                    continue
-                if message["type"] == "subscribe":
-                    ready.set()
-                elif message["type"] == "message":
-                    events = orjson.loads(message["data"])
+        """Subscribe and fan out. A lost connection (Redis restarted) tells every listener to re-read, and the
+        reader subscribes again with backoff; once it is back, listeners are told to re-read once more, since
+        changes published during the gap never reached them."""
+        delay, lost = RESUBSCRIBE_MIN, False
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        ready.set()
+                        delay = RESUBSCRIBE_MIN
+                        if lost:
+                            lost = False
+                            for listener in list(self._listeners):
+                                listener.resync()
+                    elif message["type"] == "message":
+                        events = orjson.loads(message["data"])
+                        for listener in list(self._listeners):
+                            listener.offer(events)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not lost:
+                    log.warning("availability pub/sub connection lost (%s); listeners re-read, re-subscribing", exc)
                     for listener in list(self._listeners):
-                        listener.offer(events)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("availability pub/sub reader stopped; listeners are told to re-read")
-            for listener in list(self._listeners):
-                listener.resync()
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                        listener.resync()
+                lost = True
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESUBSCRIBE_MAX)
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -37,6 +37,7 @@ class Live:
     _warm_lock: asyncio.Lock | None = None
     _subscriptions: tuple[float, list[Any]] = (0.0, [])
     _pending: WeakKeyDictionary[Any, Changes] = field(default_factory=WeakKeyDictionary)
+    _cold_retry: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, conformance: list[dict[str, Any]]) -> Live:
@@ -78,12 +79,36 @@ class Live:
 
     async def _mark_cold(self) -> None:
         try:
-            if isinstance(self.cache, RedisCache):
-                await self.cache.mark_cold()
-            else:
-                await self.cache.clear()
+            await self._mark_cold_now()
         except Exception:
-            log.exception("could not mark the availability cache cold")
+            log.warning("could not mark the availability cache cold; retrying until Redis answers")
+            self._mark_cold_later()
+
+    def _mark_cold_later(self) -> None:
+        """Redis was unreachable when a committed change should have reached it. A Redis that comes back with its
+        keys (append-only file) would still say `loaded`: keep trying to mark it cold, so it is re-loaded from the
+        table instead of serving the figures from before the change."""
+        if self._cold_retry is not None and not self._cold_retry.done():
+            return
+
+        async def retry() -> None:
+            delay = 0.2
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._mark_cold_now()
+                    log.info("availability cache marked cold after Redis came back")
+                    return
+                except Exception:
+                    delay = min(delay * 2, 5.0)
+
+        self._cold_retry = asyncio.get_running_loop().create_task(retry())
+
+    async def _mark_cold_now(self) -> None:
+        if isinstance(self.cache, RedisCache):
+            await self.cache.mark_cold()
+        else:
+            await self.cache.clear()
 
     # ------------------------------------------------------------------------------------------ read side
     async def warm(self, engine: Any) -> None:

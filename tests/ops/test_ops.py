@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import pytest
 
@@ -41,7 +42,7 @@ async def test_rate_limit_answers_429_with_retry_after(tmp_path, request, use_re
         "sqlite", tmp_path, None, rate_limit_per_minute=5, redis_url=redis_url, task_mode="inprocess"
     )
     async for hub in start_hub("sqlite", settings):
-        token = hub.token("admin", subject=f"rl-{use_redis}-{tmp_path.name}")
+        token = hub.token("admin", subject=f"rl-{use_redis}-{uuid.uuid4().hex}")
         headers = {"Authorization": f"Bearer {token}"}
         statuses = [(await hub.client.get("/fhir/Organization", headers=headers)).status_code for _ in range(7)]
         assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429]
