@@ -62,6 +62,8 @@ def install(runtime: Runtime) -> None:
     runtime.rules.register("MeasureReport", f.count_problems)
     runtime.rules.register("Location", bed_status_problems)
     runtime.hooks.add(on_write)
+    stale_after = runtime.settings.stale_after_minutes
+    runtime.extras.setdefault("metrics_collectors", []).append(lambda conn: collect_metrics(conn, stale_after))
     for name, types, doc in OPERATIONS:
         register(OperationInfo(name, f"{v.HUB}/OperationDefinition/{types[0]}-{name}", types, doc))
 
@@ -245,3 +247,21 @@ async def _ids(uow: Any, res_type: str, items: list[tuple[str, str]]) -> list[st
 async def on_shutdown(runtime: Runtime) -> None:
     """Close the Redis client and pub/sub reader of this process."""
     await live_of(runtime).close()
+
+
+async def collect_metrics(conn: Any, stale_after_minutes: int) -> None:
+    """Prometheus gauges at scrape time: how many provider x product figures are stale, and the oldest age."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func
+
+    from hub.availability.tables import availability_rows
+    from hub.ops.metrics import OLDEST, STALE
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    cutoff = now - timedelta(minutes=stale_after_minutes)
+    stale = (await conn.execute(select(func.count()).select_from(availability_rows)
+                                .where(availability_rows.c.last_update < cutoff))).scalar() or 0
+    oldest = (await conn.execute(select(func.min(availability_rows.c.last_update)))).scalar()
+    STALE.set(stale)
+    OLDEST.set((now - oldest).total_seconds() if oldest else 0)

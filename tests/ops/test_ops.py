@@ -64,3 +64,36 @@ def test_json_log_lines_carry_the_request_id(caplog):
     finally:
         request_id_var.reset(token)
     assert '"request_id":"req-42"' in line and '"msg":"hello world"' in line
+
+
+async def test_metrics_report_availability_freshness_and_referral_states(hub):
+    from tests.conftest import AGB
+
+    org = {"resourceType": "Organization", "name": "Metriek Zorg", "identifier": [{"system": AGB, "value": "73799999"}]}
+    org_id = (await hub.client.post("/fhir/Organization", json=org, headers=hub.headers())).json()["id"]
+    bed = {"resourceType": "Location", "status": "active", "name": "Bed M",
+           "operationalStatus": {"system": "http://terminology.hl7.org/CodeSystem/v2-0116", "code": "U"},
+           "physicalType": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type",
+                                        "code": "bd"}]},
+           "extension": [{"url": "https://zorgnet-hub.nl/fhir/StructureDefinition/care-product",
+                          "valueCoding": {"system": "https://zorgnet-hub.nl/fhir/CodeSystem/care-product",
+                                          "code": "elv-hoog"}}],
+           "managingOrganization": {"reference": f"Organization/{org_id}"}}
+    assert (await hub.client.post("/fhir/Location", json=bed, headers=hub.headers())).status_code == 201
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import update
+
+    from hub.availability.tables import availability_rows
+
+    def gauge(body: str, name: str) -> float:
+        return float(next(line for line in body.splitlines() if line.startswith(name + " ")).split()[1])
+
+    fresh = (await hub.client.get("/metrics")).text
+    assert gauge(fresh, "hub_availability_stale_sources") == 0
+    assert 0 < gauge(fresh, "hub_availability_oldest_update_seconds") < 600
+    async with hub.runtime.engine.begin() as conn:  # the provider falls silent for two days
+        await conn.execute(update(availability_rows).values(last_update=datetime.utcnow() - timedelta(days=2)))
+    silent = (await hub.client.get("/metrics")).text
+    assert gauge(silent, "hub_availability_stale_sources") >= 1
+    assert gauge(silent, "hub_availability_oldest_update_seconds") > 86_400
