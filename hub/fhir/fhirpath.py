@@ -62,7 +62,7 @@ def compile_expression(expression: str) -> list[CompiledPath]:
 
 
 def _strip_parens(text: str) -> str:
-    while text.startswith("(") and text.endswith(")") and len(split_top(text[1:-1], "|")) >= 1:
+    while text.startswith("(") and text.endswith(")"):
         inner = text[1:-1]
         depth = 0
         balanced = True

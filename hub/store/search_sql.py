@@ -48,7 +48,6 @@ from hub.store.schema import (
 from hub.store.sql import STORED_COLUMNS, row_to_stored, utcnow
 
 SNAPSHOT_TTL = timedelta(hours=1)
-_COLS = STORED_COLUMNS
 
 
 @dataclass
@@ -374,7 +373,7 @@ class SqlSearch:
     async def _load(self, rids: list[int]) -> list[StoredResource]:
         if not rids:
             return []
-        rows = (await self.conn.execute(select(*_COLS).where(resources.c.rid.in_(rids)))).all()
+        rows = (await self.conn.execute(select(*STORED_COLUMNS).where(resources.c.rid.in_(rids)))).all()
         by_rid = {row.rid: row_to_stored(row) for row in rows}
         return [by_rid[r] for r in rids if r in by_rid]
 
@@ -444,7 +443,7 @@ class SqlSearch:
             return []
         rows = (
             await self.conn.execute(
-                select(*_COLS).where(tuple_(resources.c.res_type, resources.c.res_id).in_(sorted(pairs)))
+                select(*STORED_COLUMNS).where(tuple_(resources.c.res_type, resources.c.res_id).in_(sorted(pairs)))
             )
         ).all()
         return [row_to_stored(r) for r in rows]
@@ -457,7 +456,7 @@ class SqlSearch:
             and_(idx_reference.c.target_type == t, idx_reference.c.target_id.in_(ids)) for t, ids in by_type.items()
         ]
         stmt = (
-            select(*_COLS)
+            select(*STORED_COLUMNS)
             .where(
                 resources.c.res_type == inc.source_type,
                 resources.c.rid.in_(

@@ -39,10 +39,11 @@ STORED_COLUMNS = (  # what a StoredResource needs, in row_to_stored order
     resources.c.patient_id,
     resources.c.medical,
 )
-_COLS = STORED_COLUMNS
 _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
 # Statements built once: constructing them per call costs more than executing them (compiled-cache hits).
-_CURRENT = select(*_COLS).where(resources.c.res_type == bindparam("b_type"), resources.c.res_id == bindparam("b_id"))
+_CURRENT = select(*STORED_COLUMNS).where(
+    resources.c.res_type == bindparam("b_type"), resources.c.res_id == bindparam("b_id")
+)
 _INSERT_RESOURCE = insert(resources).returning(resources.c.rid)
 _INSERT_VERSION = insert(resource_versions)
 _UPDATE_CAS = update(resources).where(
@@ -157,7 +158,7 @@ class SqlResourceRepository:
         now = utcnow()
         resource = _with_meta(resource, res_id, 1, now)
         content = orjson.dumps(resource)
-        owner = ctx.org if not ctx.is_system else _declared_owner(resource)
+        owner = None if ctx.is_system else ctx.org  # hub-internal writes belong to no organisation
         values = self._row_values(resource, res_type, res_id, 1, now, content, owner)
         rid = (await self.conn.execute(_INSERT_RESOURCE, values)).scalar_one()
         await self._record_version(rid, res_type, res_id, 1, now, method, content)
@@ -200,7 +201,7 @@ class SqlResourceRepository:
         version, now = current.version + 1, utcnow()
         resource = _with_meta(resource, res_id, version, now)
         content = orjson.dumps(resource)
-        owner = current.owner_org or (ctx.org if not ctx.is_system else _declared_owner(resource))
+        owner = current.owner_org or (None if ctx.is_system else ctx.org)
         values = self._row_values(resource, res_type, res_id, version, now, content, owner)
         result = await self.conn.execute(_UPDATE_CAS, {**values, "b_rid": current.rid, "b_version": current.version})
         if result.rowcount != 1:
@@ -389,8 +390,3 @@ def _same_content(before: dict[str, Any], after: dict[str, Any]) -> bool:
         return {**{k: v for k, v in r.items() if k != "meta"}, "meta": meta}
 
     return strip(before) == strip(after)
-
-
-def _declared_owner(resource: dict[str, Any]) -> str | None:
-    """For system writes: the owning organisation named in the resource (managingOrganization/providedBy)."""
-    return None
