@@ -54,6 +54,7 @@ class TaskDispatcher(Protocol):
         self, task: str, args: list[str], *, outbox_id: int | None = None, request_id: str | None = None
     ) -> None: ...
     async def start(self) -> None: ...
+    async def drain(self, timeout: float = 10.0) -> None: ...
     async def stop(self) -> None: ...
 
 
@@ -307,12 +308,27 @@ def _worker_runtime() -> Runtime:
     return runtime
 
 
+async def _run_and_publish(
+    runtime: Runtime, name: str, args: list[str], outbox_id: int | None, request_id: str | None
+) -> None:
+    """Run the task, then wait for the publishing of whatever it enqueued.
+
+    The worker's event loop only turns while a task runs: a follow-up task the dispatcher is still claiming or
+    publishing when `run_until_complete` returns would sit frozen, its outbox row claimed but never sent, until
+    the relay's claim timeout (minutes) gave it to someone else.
+    """
+    try:
+        await run_task(runtime, name, args, outbox_id, request_id)
+    finally:
+        await runtime.dispatcher.drain()
+
+
 def _register_celery_task(app: Celery, name: str) -> None:
     @app.task(name=name, bind=True, acks_late=True, max_retries=8)  # type: ignore[untyped-decorator]
     def _celery_task(self: Any, *args: str, outbox_id: int | None = None, request_id: str | None = None) -> None:
         runtime = _worker_runtime()
         try:
-            _worker_loop().run_until_complete(run_task(runtime, name, list(args), outbox_id, request_id))
+            _worker_loop().run_until_complete(_run_and_publish(runtime, name, list(args), outbox_id, request_id))
         except Exception as exc:
             if type(exc).__name__ in RETRY_TRANSIENT or isinstance(exc, OSError | TimeoutError):
                 raise self.retry(exc=exc, countdown=min(2**self.request.retries, 300)) from exc

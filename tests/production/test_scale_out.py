@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pytest
@@ -180,13 +181,19 @@ def test_every_notification_is_delivered_exactly_once_with_two_workers_sharing_t
             wait_until(lambda: stack.schema.query("SELECT 1 FROM referrals WHERE sr_id = :sr AND state = 'offered'",
                                                   sr=sr_id), "the referral to be offered")
 
+            seen: list[Any] = []
+
             def delivered() -> list[int] | None:
-                rows = stack.schema.query("SELECT id, status, task_id FROM referral_deliveries "
-                                          "WHERE subscription_id = :s", s=sub_id)
+                rows = stack.schema.query("SELECT id, status, task_id, task_version, attempts, last_error "
+                                          "FROM referral_deliveries WHERE subscription_id = :s", s=sub_id)
+                seen[:] = [tuple(row) for row in rows] + [("received", len(receiver.snapshot()))]
                 ok = rows and {row.status for row in rows} == {"delivered"}
                 return [row.id for row in rows] if ok and len(receiver.snapshot()) >= len(rows) else None
 
-            ids = wait_until(delivered, "every delivery to be made", 30)
+            try:
+                ids = wait_until(delivered, "every delivery to be made", 30)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; deliveries: {seen}; worker logs: {worker_tails(stack)}") from exc
     finally:
         receiver.close()
     received = receiver.snapshot()
@@ -197,6 +204,10 @@ def test_every_notification_is_delivered_exactly_once_with_two_workers_sharing_t
     tasks = [orjson.loads(body) for _, body in received]
     assert {t["focus"]["reference"] for t in tasks if "focus" in t} >= {f"ServiceRequest/{sr_id}"}
     assert len({(t["id"], t["meta"]["versionId"]) for t in tasks}) == len(tasks)
+
+
+def worker_tails(stack: Stack) -> list[str]:
+    return [worker.output()[-3000:] for worker in stack.workers]
 
 
 def reservations(schema: Schema, bed_ids: list[str]) -> dict[str, str]:
