@@ -88,9 +88,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _install_middleware(app, settings)
     from hub import domains
 
-    app.router.routes.append(
-        Route("/fhir/{res_type:fhirtype}/{res_id:fhirid}", fhir_endpoints.read_by_id, methods=["GET"])
-    )
+    # The hottest interactions as plain Starlette routes, matched first (no FastAPI parameter solving, ~0.3 ms
+    # a request); the FastAPI routes below answer the same paths in the OpenAPI description.
+    by_type, by_id = "/fhir/{res_type:fhirtype}", "/fhir/{res_type:fhirtype}/{res_id:fhirid}"
+    app.router.routes += [
+        Route(by_id, fhir_endpoints.read_by_id, methods=["GET"]),
+        Route(by_id, fhir_endpoints.update_by_id, methods=["PUT"]),
+        Route(by_type, fhir_endpoints.search_by_type, methods=["GET"]),
+        Route(by_type, fhir_endpoints.create_by_type, methods=["POST"]),
+    ]
     app.include_router(fhir_endpoints.hot)  # the same read, documented in the OpenAPI description
     for extra in domains.routers():
         app.include_router(extra)

@@ -20,6 +20,7 @@ from hub.fhir.responses import FhirResponse, resource_headers, stored_response
 from hub.fhir.shaping import shaper
 from hub.fhir.validation import validate
 from hub.security import policy
+from hub.security.context import AccessContext
 from hub.store.repository import WriteResult
 
 
@@ -106,6 +107,14 @@ async def search(request: Request, res_type: str, ctx: Access) -> Response:
     return await _search(request, ctx, res_type, query_items(request))
 
 
+async def search_by_type(request: Request) -> Response:
+    """Starlette endpoint for GET Type?params (hub/app.py mounts it first: no FastAPI parameter solving)."""
+    res_type = request.path_params["res_type"]
+    ctx = await access_context(request)
+    supported(request, res_type)
+    return await _search(request, ctx, res_type, query_items(request))
+
+
 @router.post("/{res_type}/_search")
 async def search_post(request: Request, res_type: str, ctx: Access) -> Response:
     supported(request, res_type)
@@ -126,6 +135,16 @@ async def _search(request: Request, ctx: Access, res_type: str, items: list[tupl
 
 @router.post("/{res_type}")
 async def create(request: Request, res_type: str, ctx: Access) -> Response:
+    return await _create(request, res_type, ctx)
+
+
+async def create_by_type(request: Request) -> Response:
+    """Starlette endpoint for POST Type (hub/app.py mounts it first: no FastAPI parameter solving)."""
+    res_type = request.path_params["res_type"]
+    return await _create(request, res_type, await access_context(request))
+
+
+async def _create(request: Request, res_type: str, ctx: AccessContext) -> Response:
     supported(request, res_type)
     body = await body_json(request)
     async with uow_for(request) as uow:
@@ -216,6 +235,16 @@ async def read_by_id(request: Request) -> Response:
 
 @router.put("/{res_type}/{res_id}")
 async def update(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
+    return await _update(request, res_type, res_id, ctx)
+
+
+async def update_by_id(request: Request) -> Response:
+    """Starlette endpoint for PUT Type/id (hub/app.py mounts it first: no FastAPI parameter solving)."""
+    params = request.path_params
+    return await _update(request, params["res_type"], params["res_id"], await access_context(request))
+
+
+async def _update(request: Request, res_type: str, res_id: str, ctx: AccessContext) -> Response:
     supported(request, res_type)
     body = await body_json(request)
     async with uow_for(request) as uow:

@@ -25,6 +25,10 @@ class CompiledPath:
 
     resource_type: str
     steps: tuple[Step, ...]
+    # The top-level element the path starts from (`name`, or `valueQuantity` for a typed choice), so the indexer
+    # can skip a path whose element is absent without evaluating it; None: always evaluate.
+    root: str | None = None
+    root_is_choice: bool = False  # a bare `value` also matches `valueString`, `valueQuantity`, ...
 
     def evaluate(self, resource: dict[str, Any]) -> list[Any]:
         nodes: list[Any] = [resource]
@@ -92,6 +96,7 @@ def _compile_alternative(text: str) -> CompiledPath:
         raise UnsupportedExpression(f"expression must start with a resource type: {text!r}")
     steps: list[Step] = []
     names = segments[1:]
+    root, root_is_choice = _root_of(names, as_type)
     i = 0
     while i < len(names):
         seg = names[i]
@@ -105,7 +110,22 @@ def _compile_alternative(text: str) -> CompiledPath:
             continue
         steps.append(_function(seg))
         i += 1
-    return CompiledPath(segments[0], tuple(steps))
+    return CompiledPath(segments[0], tuple(steps), root, root_is_choice)
+
+
+def _root_of(names: list[str], as_type: str | None) -> tuple[str | None, bool]:
+    """(first element name, may it be a choice[x] prefix?) for the skip-if-absent check of the indexer."""
+    if not names:
+        return None, False
+    first = names[0]
+    if re.fullmatch(r"[a-z][A-Za-z0-9]*", first):
+        choice = _type_arg(names[1]) if len(names) > 1 else (as_type if len(names) == 1 else None)
+        if choice:
+            return first + choice[0].upper() + choice[1:], False
+        return first, True
+    if first.startswith("extension("):
+        return "extension", False
+    return None, False
 
 
 def _type_arg(segment: str) -> str | None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hub.fhir.fhirpath import reference_type
-from hub.fhir.searchparams import SearchParam, SearchRegistry
+from hub.fhir.searchparams import SearchParam, SearchRegistry, top_level_names
 
 Row = dict[str, Any]
 
@@ -22,8 +22,9 @@ def normalize(text: str) -> str:
 def index_rows(registry: SearchRegistry, resource: dict[str, Any]) -> dict[str, list[Row]]:
     """All index rows for one resource, grouped by index kind."""
     rows: dict[str, list[Row]] = {"string": [], "token": [], "reference": [], "date": [], "number": [], "uri": []}
+    present = top_level_names(resource)
     for param in registry.params_for(resource["resourceType"]).values():
-        for value in param.values(resource):
+        for value in param.values(resource, present):
             _emit(rows, param, value)
     return rows
 

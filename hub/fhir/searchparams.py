@@ -27,11 +27,26 @@ class SearchParam:
     targets: tuple[str, ...] = ()
     description: str = ""
 
-    def values(self, resource: dict[str, Any]) -> list[Any]:
+    def values(self, resource: dict[str, Any], present: set[str] | None = None) -> list[Any]:
+        """The values the expression selects; `present` (top_level_names of the resource) lets paths whose
+        first element is absent be skipped unevaluated."""
         out: list[Any] = []
         for path in self.paths:
+            if present is not None and path.root is not None and path.root not in present:
+                continue
             out.extend(path.evaluate(resource))
         return out
+
+
+def top_level_names(resource: dict[str, Any]) -> set[str]:
+    """The resource's element names plus the choice prefixes they carry (`valueQuantity` -> `value`)."""
+    names = set(resource)
+    for key in resource:
+        for i in range(1, len(key)):
+            if key[i].isupper():
+                names.add(key[:i])
+                break
+    return names
 
 
 @dataclass
@@ -41,12 +56,14 @@ class SearchRegistry:
     by_type: dict[str, dict[str, SearchParam]] = field(default_factory=lambda: defaultdict(dict))
     common: dict[str, SearchParam] = field(default_factory=dict)
     definitions: list[dict[str, Any]] = field(default_factory=list)
+    _merged: dict[str, dict[str, SearchParam]] = field(default_factory=dict, repr=False)
 
     def add_definition(self, sp: dict[str, Any]) -> None:
         """Register a SearchParameter resource; unsupported types (composite, special) are kept out."""
         if sp.get("type") not in INDEXED_TYPES or not sp.get("expression"):
             return
         compiled = compile_expression(sp["expression"])
+        self._merged.clear()
         bases = sp.get("base", [])
         self.definitions.append(sp)
         for base in bases:
@@ -68,12 +85,16 @@ class SearchRegistry:
                 self.by_type[base][param.code] = param
 
     def params_for(self, resource_type: str) -> dict[str, SearchParam]:
-        merged = {
-            code: SearchParam(p.code, p.type, p.url, resource_type, p.paths, p.targets, p.description)
-            for code, p in self.common.items()
-        }
-        merged.update(self.by_type.get(resource_type, {}))
-        return merged
+        """Every parameter of a type (its own and Resource's); built once per type, on every write's path."""
+        cached = self._merged.get(resource_type)
+        if cached is None:
+            cached = {
+                code: SearchParam(p.code, p.type, p.url, resource_type, p.paths, p.targets, p.description)
+                for code, p in self.common.items()
+            }
+            cached.update(self.by_type.get(resource_type, {}))
+            self._merged[resource_type] = cached
+        return cached
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         found = self.by_type.get(resource_type, {}).get(code)

@@ -20,6 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.security import audit
+from hub.store.raw import RawWrites, raw_writes
 from hub.store.schema import outbox
 from hub.store.sql import SqlResourceRepository
 
@@ -41,6 +42,7 @@ class UnitOfWork:
         self._deferred: list[Write] = []
         self.conn: AsyncConnection
         self.resources: SqlResourceRepository
+        self._raw: RawWrites | None = None
 
     async def __aenter__(self) -> UnitOfWork:
         self.conn = await self.runtime.engine.connect()
@@ -50,6 +52,12 @@ class UnitOfWork:
             await self.conn.begin()
         self.resources = SqlResourceRepository(self.conn, self.runtime, self)
         return self
+
+    async def raw(self) -> RawWrites:
+        """Driver-level writes for the repository's fixed shapes, in this unit's transaction (hub/store/raw.py)."""
+        if self._raw is None:
+            self._raw = await raw_writes(self.conn)
+        return self._raw
 
     async def write(self, fn: Write) -> None:
         """A write caused by the work: now (read-write unit) or in the closing write transaction (read-only)."""

@@ -136,10 +136,11 @@ async def _is(api: Any, sr_id: str, wanted: str) -> bool:
 
 
 async def _waiting_on_lock(api: Any) -> bool:
-    """A backend blocked on a row lock in `UPDATE resources` (a fresh connection: pg_stat_activity is a
-    per-transaction snapshot)."""
+    """A backend blocked on a row lock in `UPDATE resources` — plain, or the repository's one-statement update
+    (`WITH r AS (UPDATE resources ...`) — seen on a fresh connection (pg_stat_activity is a per-transaction
+    snapshot)."""
     query = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                 "AND query LIKE 'UPDATE resources%'")
+                 "AND (query LIKE 'UPDATE resources%' OR query LIKE 'WITH r AS (UPDATE resources%')")
     async with api.runtime.engine.connect() as conn:
         return bool((await conn.execute(query)).scalar())
 
