@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import uuid
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.state.supported_types = supported_types(rt)
         await startup(rt)
         await rt.dispatcher.start()
+        _freeze_startup_heap()
         try:
             yield
         finally:
@@ -106,6 +108,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(fhir_endpoints.public)
     app.include_router(fhir_endpoints.router)
     return app
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything built at start (FHIR model classes, validators, registries: ~1M objects) out of the
+    collector's reach. Otherwise each full collection walks them all — a 300-400 ms stop of the event loop that
+    made the 99th percentile at 64 clients twenty times the median."""
+    gc.collect()
+    gc.freeze()
 
 
 def supported_types(runtime: Runtime) -> set[str]:

@@ -33,7 +33,11 @@ _VERSION_COLUMNS = ("rid", "res_type", "res_id", "version", "last_updated", "met
 
 def index_columns(kind: str) -> tuple[str, ...]:
     """The value columns of an index table (after rid, res_type): param, then its own."""
-    return tuple(c.name for c in INDEX_TABLES[kind].columns if c.name not in ("rid", "res_type"))
+    return _INDEX_COLUMNS[kind]
+
+
+_INDEX_COLUMNS = {kind: tuple(c.name for c in INDEX_TABLES[kind].columns if c.name not in ("rid", "res_type"))
+                  for kind in ("string", "token", "reference", "date", "number", "uri")}
 
 
 class RawWrites(Protocol):
