@@ -21,6 +21,7 @@ from hub.availability.regions import normalise_postcode, postcode_distance
 from hub.availability.sources import Directory, Provider, provider_of_row
 from hub.availability.tables import availability_providers
 from hub.errors import Conflict, PreconditionFailed
+from hub.fhir.validation import check_rules
 from hub.security.context import AccessContext
 from hub.store.repository import WriteResult
 from hub.store.sql import utcnow
@@ -153,8 +154,10 @@ async def set_bed_status(uow: Any, ctx: AccessContext, location_id: str, code: s
             live_of(uow.runtime).schedule(uow, await aggregate.touch(uow, f"Location/{location_id}"))
             return WriteResult(current, created=False, unchanged=True)
         changed = {**bed, "operationalStatus": {"system": v.V2_0116, "code": code, "display": v.BED_STATUS[code]}}
+        check_rules(changed, uow.runtime.rules)  # the stored bed was validated; the new Coding is from 0116
         try:
-            result: WriteResult = await uow.resources.update(ctx, changed, if_match=current.version, method="PATCH")
+            result: WriteResult = await uow.resources.update(ctx, changed, if_match=current.version, method="PATCH",
+                                                             validated=True, current=current)
         except (PreconditionFailed, Conflict):
             if expected_version is not None or attempt == RETRIES - 1:
                 raise

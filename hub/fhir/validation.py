@@ -83,7 +83,15 @@ def validate(resource: Any, rules: ProfileRules | None = None, *, expected_type:
         raise Unprocessable(f"{resource_type} is not valid: {exc}", expression=[resource_type]) from None
     if "id" in resource and not (isinstance(resource["id"], str) and valid_id(resource["id"])):
         raise Unprocessable("id must be 1-64 characters [A-Za-z0-9-.]", expression=[f"{resource_type}.id"])
-    problems = rules.check(resource) if rules else []
+    if rules:
+        check_rules(resource, rules)
+    return resource
+
+
+def check_rules(resource: dict[str, Any], rules: ProfileRules) -> None:
+    """Only the hub's profile rules: for a change the server built itself from a stored (validated) resource and
+    values from a closed vocabulary, where structural validation could not fail but costs ~0.5 ms."""
+    problems = rules.check(resource)
     if problems:
         first_expr, first_msg = problems[0]
         raise Unprocessable(
@@ -91,7 +99,6 @@ def validate(resource: Any, rules: ProfileRules | None = None, *, expected_type:
             expression=[first_expr],
             issues=[_issue(expr, msg) for expr, msg in problems[1:]],
         )
-    return resource
 
 
 def _issue(expression: str, message: str) -> dict[str, Any]:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+from hub.store.repository import StoredResource
 from hub.store.schema import INDEX_TABLES, resource_versions, resources
 
 Row = dict[str, Any]
@@ -211,6 +213,44 @@ class PgWrites:
             except Exception as translated:
                 raise DBAPIError.instance(sql, None, translated, self.adapted.dbapi.Error) from exc
             raise
+
+
+# ------------------------------------------------------------------------------------------------ reads
+_LOAD = ("SELECT rid, res_type, res_id, version, last_updated, content, deleted, owner_org, patient_id, medical "
+         "FROM resources WHERE rid {}")
+
+
+async def load_by_rids(sa_connection: Any, rids: list[int]) -> list[StoredResource]:
+    """Current rows for a page of search results, in `rids` order (missing rids left out): the one fixed-shape
+    read every search ends with, through the driver of the unit of work's own connection."""
+    if not rids:
+        return []
+    pooled = await sa_connection.get_raw_connection()
+    if sa_connection.dialect.name == "sqlite":
+        sql = _LOAD.format(f"IN ({', '.join('?' for _ in rids)})")
+        rows = pooled.driver_connection.execute(sql, rids).fetchall()
+    else:
+        rows = await (await PgWrites(pooled.dbapi_connection)._connection()).fetch(
+            _LOAD.format("= ANY($1::bigint[])"), rids)
+    by_rid = {int(r[0]): _stored_row(r) for r in rows}
+    return [by_rid[r] for r in rids if r in by_rid]
+
+
+async def fetch_column(sa_connection: Any, sql: str, params: list[Any]) -> list[Any]:
+    """First column of every row of a driver-level query (`?` placeholders on SQLite, `$n` on PostgreSQL)."""
+    pooled = await sa_connection.get_raw_connection()
+    if sa_connection.dialect.name == "sqlite":
+        return [row[0] for row in pooled.driver_connection.execute(sql, params).fetchall()]
+    connection = await PgWrites(pooled.dbapi_connection)._connection()
+    return [row[0] for row in await connection.fetch(sql, *params)]
+
+
+def _stored_row(row: Any) -> StoredResource:
+    rid, res_type, res_id, version, last_updated, content, deleted, owner, patient, medical = row
+    if isinstance(last_updated, str):
+        last_updated = datetime.fromisoformat(last_updated)
+    return StoredResource(res_type, res_id, int(version), last_updated, bytes(content), bool(deleted), owner,
+                          patient, bool(medical), int(rid))
 
 
 async def raw_writes(sa_connection: Any) -> RawWrites:

@@ -34,6 +34,8 @@ from hub.fhir.search.query import Clause, Include, SearchQuery, split_prefix
 from hub.fhir.searchparams import SearchRegistry
 from hub.security import policy
 from hub.security.context import AccessContext
+from hub.store import search_text
+from hub.store.raw import fetch_column, load_by_rids
 from hub.store.repository import StoredResource
 from hub.store.schema import (
     idx_date,
@@ -80,6 +82,7 @@ class SqlSearch:
         self.expand_valueset = expand_valueset
         self.max_snapshot = max_snapshot
         self.max_include = max_include
+        self.text_path = True  # tests switch it off to compare both paths
 
     # ------------------------------------------------------------------ entry points
     async def run(self, ctx: AccessContext, query: SearchQuery) -> SearchResult:
@@ -88,19 +91,25 @@ class SqlSearch:
             return SearchResult([], total=0)
         # A positive index clause already selects rows of this type (index rows carry res_type); leaving the
         # type predicate out then lets SQLite drive the query from the index instead of scanning the type.
-        narrowed = any(c.chain is not None or (c.param is not None and c.modifier not in ("not", "not-in", "missing"))
-                       for c in query.clauses)
-        where = [
-            *([] if narrowed else [resources.c.res_type == query.resource_type]),
-            resources.c.deleted.is_(False),
-            *self._access(scope),
-            *[self._clause(query.resource_type, c) for c in query.clauses],
-        ]
-        if query.summary == "count" or query.count == 0:
-            total = (await self.conn.execute(select(func.count()).select_from(resources).where(*where))).scalar_one()
-            return SearchResult([], total=total)
-        stmt = select(resources.c.rid).where(*where).order_by(*self._order(query)).limit(self.max_snapshot + 1)
-        rids = [r for (r,) in (await self.conn.execute(stmt)).all()]
+        text = search_text.rid_query(query, scope, self.conn.dialect.name, self.max_snapshot + 1) \
+            if self.text_path else None
+        if text is not None:  # the common simple shapes: SQL text through the driver (hub/store/search_text.py)
+            rids = [int(r) for r in await fetch_column(self.conn, *text)]
+        else:
+            narrowed = any(c.chain is not None or (c.param is not None and c.modifier not in ("not", "not-in",
+                                                                                            "missing"))
+                           for c in query.clauses)
+            where = [
+                *([] if narrowed else [resources.c.res_type == query.resource_type]),
+                resources.c.deleted.is_(False),
+                *self._access(scope),
+                *[self._clause(query.resource_type, c) for c in query.clauses],
+            ]
+            if query.summary == "count" or query.count == 0:
+                count = select(func.count()).select_from(resources).where(*where)
+                return SearchResult([], total=(await self.conn.execute(count)).scalar_one())
+            stmt = select(resources.c.rid).where(*where).order_by(*self._order(query)).limit(self.max_snapshot + 1)
+            rids = [r for (r,) in (await self.conn.execute(stmt)).all()]
         truncated = len(rids) > self.max_snapshot
         rids = rids[: self.max_snapshot]
         snapshot_id = None
@@ -371,11 +380,7 @@ class SqlSearch:
 
     # ------------------------------------------------------------------ loading
     async def _load(self, rids: list[int]) -> list[StoredResource]:
-        if not rids:
-            return []
-        rows = (await self.conn.execute(select(*STORED_COLUMNS).where(resources.c.rid.in_(rids)))).all()
-        by_rid = {row.rid: row_to_stored(row) for row in rows}
-        return [by_rid[r] for r in rids if r in by_rid]
+        return await load_by_rids(self.conn, rids)
 
     async def _save_snapshot(self, ctx: AccessContext, query: SearchQuery, rids: list[int]) -> str:
         snapshot_id = str(uuid.uuid4())

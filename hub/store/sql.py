@@ -170,10 +170,15 @@ class SqlResourceRepository:
         if_match: int | None = None,
         method: str = "PUT",
         validated: bool = False,
+        current: StoredResource | None = None,
     ) -> WriteResult:
-        """Update (or create with the client's id). Compare-and-set on version; If-Match mismatch -> 412."""
+        """Update (or create with the client's id). Compare-and-set on version; If-Match mismatch -> 412.
+
+        `current`: the version the caller just read in this unit of work (saves reading it again; the
+        compare-and-set still refuses the write if another transaction moved it on meanwhile)."""
         res_type, res_id = resource.get("resourceType", ""), resource.get("id", "")
-        current = await self._current(res_type, res_id)
+        if current is None or current.rid is None or (current.res_type, current.res_id) != (res_type, res_id):
+            current = await self._current(res_type, res_id)
         if current is None:
             if if_match is not None:
                 raise PreconditionFailed(f"{res_type}/{res_id} does not exist; If-Match cannot match")
@@ -190,7 +195,8 @@ class SqlResourceRepository:
             validate(resource, self.runtime.rules)
         before = None if current.deleted else orjson.loads(current.content)
         if before is not None and _same_content(before, resource):
-            return WriteResult(row_to_stored(current), created=False, unchanged=True)
+            unchanged = current if isinstance(current, StoredResource) else row_to_stored(current)
+            return WriteResult(unchanged, created=False, unchanged=True)
         version, now = current.version + 1, utcnow()
         resource = _with_meta(resource, res_id, version, now)
         content = orjson.dumps(resource)
@@ -201,7 +207,9 @@ class SqlResourceRepository:
         # from a recount in ~20% of randomized runs.)
         raw = await self.uow.raw()
         index = index_rows(self.runtime.registry, resource)
-        if not await raw.update(current.rid, current.version, values, method, index):
+        rid = current.rid
+        assert rid is not None  # a stored row (or a StoredResource read from one) always has its rid
+        if not await raw.update(rid, current.version, values, method, index):
             raise Conflict(f"{res_type}/{res_id} was changed by another request; read it again and retry")
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, before, resource)
         stored = StoredResource(
