@@ -114,7 +114,6 @@ def _freeze_startup_heap() -> None:
     """Move everything built at start (FHIR model classes, validators, registries: ~1M objects) out of the
     collector's reach. Otherwise each full collection walks them all — a 300-400 ms stop of the event loop that
     made the 99th percentile at 64 clients twenty times the median."""
-    gc.collect()
     gc.freeze()
 
 
