@@ -180,6 +180,10 @@ def _install_errors(app: FastAPI) -> None:
             return outcome_response(
                 Conflict("The same resource was created twice at once (in this request or by another); retry")
             )
+        if state in ("40P01", "40001"):  # deadlock / serialization failure: the transaction was rolled back whole
+            log.info("concurrent write collided (%s): %s", state, str(_root(exc)).split("\n", 1)[0])
+            return outcome_response(Conflict("A concurrent change collided with this one; nothing was changed, "
+                                             "retry", headers={"Retry-After": "1"}))
         return _internal_error(request, exc)
 
     for kind in _BACKEND_ERRORS:

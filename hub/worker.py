@@ -180,10 +180,21 @@ class InProcessDispatcher:
 
     async def stop(self) -> None:
         if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await stop_task(self._loop_task)
         await self.drain(5.0)
+
+
+async def stop_task(task: asyncio.Task[None], attempts: int = 10) -> None:
+    """Cancel a background loop and wait for it to end. Cancelled again if it carries on: a cancellation can be
+    lost (swallowed by library code at an unlucky moment), and shutdown must not hang on it."""
+    for _ in range(attempts):
+        task.cancel()
+        done, _pending = await asyncio.wait({task}, timeout=1.0)
+        if done:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+            return
+    log.error("background task %s did not stop after %d cancellations", task.get_name(), attempts)
 
 
 async def _record_error(runtime: Runtime, outbox_id: int, error: str) -> None:
@@ -255,9 +266,7 @@ class CeleryDispatcher:
 
     async def stop(self) -> None:
         if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await stop_task(self._loop_task)
         await self.drain(5.0)
 
 

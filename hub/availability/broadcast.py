@@ -93,7 +93,8 @@ class RedisBroadcaster:
                 self._reader = asyncio.get_running_loop().create_task(self._read(self._ready))
         try:
             assert self._ready is not None
-            await asyncio.wait_for(self._ready.wait(), 5.0)  # subscribed: nothing published from now is missed
+            async with asyncio.timeout(5.0):  # (not wait_for: on 3.11 it can swallow a cancellation)
+                await self._ready.wait()  # subscribed: nothing published from now is missed
             yield listener
         finally:
             async with self._lock:

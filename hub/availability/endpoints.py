@@ -165,7 +165,8 @@ async def _events(runtime: Any, q: AvailabilityQuery, org_id: str | None) -> Asy
         yield b"retry: 2000\n" + _sse("ready", {"stale_after_minutes": runtime.settings.stale_after_minutes})
         while True:
             try:
-                batch = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_SECONDS)
+                async with asyncio.timeout(KEEPALIVE_SECONDS):  # (wait_for can swallow a cancellation on 3.11)
+                    batch = await listener.queue.get()
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue

@@ -80,7 +80,8 @@ class PgFastReader:
             import asyncpg
 
             settings = {"search_path": self.schema} if self.schema else {}
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.size, server_settings=settings)
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.size, server_settings=settings,
+                                                   reset=_nothing_to_reset)
         return self._pool
 
     async def current(self, res_type: str, res_id: str) -> StoredResource | None:
@@ -92,6 +93,13 @@ class PgFastReader:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _nothing_to_reset(_connection: Any) -> None:
+    """asyncpg's default reset on release (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`)
+    is a second round trip per read. These connections only ever run one autocommit SELECT by primary key — no
+    session state to undo (asyncpg still rolls back an open transaction and drops listeners by itself)."""
+    return None
 
 
 def make_fast_reader(settings: Settings) -> FastReader:

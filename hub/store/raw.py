@@ -156,7 +156,9 @@ def _pg_create_sql() -> str:
 
 
 def _pg_update_sql() -> str:
-    deletes = [f"d_{kind} AS (DELETE FROM {INDEX_TABLES[kind].name} WHERE rid = $10)" for kind in KINDS]
+    # The old index rows go only when the compare-and-set matched (`USING r`): a losing writer must neither
+    # delete the winner's rows nor lock them (it would wait on the winner and could close a deadlock cycle).
+    deletes = [f"d_{kind} AS (DELETE FROM {INDEX_TABLES[kind].name} x USING r WHERE x.rid = r.rid)" for kind in KINDS]
     return (
         "WITH r AS (UPDATE resources SET version = $3, last_updated = $4, deleted = $5, content = $6, "
         "owner_org = $7, patient_id = $8, medical = $9 WHERE rid = $10 AND version = $11 "

@@ -94,6 +94,14 @@ class _ExecutionContext(SQLiteExecutionContext):
         return self._dbapi_connection.cursor()
 
 
+async def _acquire(lock: asyncio.Lock) -> None:
+    """Queue for the writer lock, bounded. (`asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` can
+    swallow a cancellation that arrives as the lock is granted — the hub's relay loop then ignored its shutdown
+    and `hub serve` hung on exit.)"""
+    async with asyncio.timeout(LOCK_TIMEOUT_SECONDS):
+        await lock.acquire()
+
+
 def _unwrapped(connection: Any) -> Any:
     """The sqlite3 connection itself: SQLAlchemy hands some dialect hooks a pool proxy around it, on which
     setting `hub_lock` would mark the proxy, not the connection."""
@@ -133,7 +141,7 @@ class SQLiteDialect_inloop(SQLiteDialect_pysqlite):
         if dbapi_connection.hub_lock is None:
             lock = write_lock(dbapi_connection.hub_database)
             try:
-                await_(asyncio.wait_for(lock.acquire(), LOCK_TIMEOUT_SECONDS))
+                await_(_acquire(lock))
             except TimeoutError:
                 raise sqlite3.OperationalError("database is locked (waited for the writer queue)") from None
             dbapi_connection.hub_lock = lock

@@ -76,3 +76,25 @@ def _tasks_registered() -> Iterator[None]:
     yield
     for name in (FIRST, FOLLOW_UP):
         worker.TASKS.pop(name, None)
+
+
+async def test_stop_task_ends_a_loop_whose_first_cancellation_was_lost() -> None:
+    """Shutdown must not hang when a cancellation is swallowed (as asyncio.wait_for could on Python 3.11: the
+    relay loop of `hub serve` then ran on and the process never exited)."""
+    lost: list[int] = []
+
+    async def relay_like_loop() -> None:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if not lost:
+                    lost.append(1)  # swallowed, as the library race did
+                    continue
+                raise
+
+    task = asyncio.get_running_loop().create_task(relay_like_loop())
+    await asyncio.sleep(0)
+    async with asyncio.timeout(10):
+        await worker.stop_task(task)
+    assert task.done() and lost == [1]
