@@ -51,10 +51,19 @@ def interaction_of(method: str, path: str) -> str:
     return {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
 
 
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe(method: str, path: str, status: int, seconds: float) -> None:
+    """Count and time one request. The labelled children are looked up once per (method, interaction, status):
+    `labels()` costs more than the increment itself, on every request."""
     label = interaction_of(method, path)
-    REQUESTS.labels(method, label, str(status)).inc()
-    LATENCY.labels(method, label).observe(seconds)
+    key = (method, label, status)
+    children = _children.get(key)
+    if children is None:
+        children = _children[key] = (REQUESTS.labels(method, label, str(status)), LATENCY.labels(method, label))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 async def _refresh_domain_gauges(runtime: Any) -> None:
