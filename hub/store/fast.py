@@ -28,7 +28,9 @@ class FastReader(Protocol):
     async def close(self) -> None: ...
 
 
-def _stored(res_type: str, res_id: str, row: Any) -> StoredResource:
+def stored_from_row(res_type: str, res_id: str, row: Any) -> StoredResource:
+    """A StoredResource from driver columns (rid, version, last_updated, content, deleted, owner_org, patient_id,
+    medical): the fast read and the search page load share it."""
     rid, version, last_updated, content, deleted, owner, patient, medical = row
     if isinstance(last_updated, str):
         last_updated = datetime.fromisoformat(last_updated)
@@ -62,7 +64,7 @@ class SqliteFastReader:
 
     async def current(self, res_type: str, res_id: str) -> StoredResource | None:
         row = self._connection().execute(_SQL.format("?", "?"), (res_type, res_id)).fetchone()
-        return None if row is None else _stored(res_type, res_id, row)
+        return None if row is None else stored_from_row(res_type, res_id, row)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -87,7 +89,7 @@ class PgFastReader:
     async def current(self, res_type: str, res_id: str) -> StoredResource | None:
         pool = await self._get_pool()
         row = await pool.fetchrow(_SQL.format("$1", "$2"), res_type, res_id)
-        return None if row is None else _stored(res_type, res_id, tuple(row))
+        return None if row is None else stored_from_row(res_type, res_id, tuple(row))
 
     async def close(self) -> None:
         if self._pool is not None:

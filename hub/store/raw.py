@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+from hub.store.fast import stored_from_row
 from hub.store.repository import StoredResource
 from hub.store.schema import INDEX_TABLES, resource_versions, resources
 
@@ -33,13 +33,9 @@ _RESOURCE_COLUMNS = ("res_type", "res_id", "version", "last_updated", "deleted",
 _VERSION_COLUMNS = ("rid", "res_type", "res_id", "version", "last_updated", "method", "deleted", "content")
 
 
-def index_columns(kind: str) -> tuple[str, ...]:
-    """The value columns of an index table (after rid, res_type): param, then its own."""
-    return _INDEX_COLUMNS[kind]
-
-
-_INDEX_COLUMNS = {kind: tuple(c.name for c in INDEX_TABLES[kind].columns if c.name not in ("rid", "res_type"))
-                  for kind in ("string", "token", "reference", "date", "number", "uri")}
+# The value columns of each index table (after rid, res_type): param, then its own.
+INDEX_COLUMNS = {kind: tuple(c.name for c in INDEX_TABLES[kind].columns if c.name not in ("rid", "res_type"))
+                 for kind in KINDS}
 
 
 class RawWrites(Protocol):
@@ -48,7 +44,8 @@ class RawWrites(Protocol):
 
     async def update(self, rid: int, expected_version: int, row: Row, method: str,
                      index: dict[str, list[Row]]) -> bool:
-        """Compare-and-set the resource row, add the version, replace the index rows; False if the version moved."""
+        """Compare-and-set the resource row, add the version, replace the index rows; False if the version moved.
+        A deletion is an update with `deleted` set and no index rows (its version row keeps no content)."""
 
 
 # ------------------------------------------------------------------------------------------------ SQLite
@@ -82,7 +79,8 @@ class SqliteWrites:
         return True
 
     def _version_and_index(self, rid: int, row: Row, method: str, index: dict[str, list[Row]]) -> None:
-        self.conn.execute(self.version.sql, self.version.values({**row, "rid": rid, "method": method}))
+        version = {**row, "rid": rid, "method": method, "content": None if row["deleted"] else row["content"]}
+        self.conn.execute(self.version.sql, self.version.values(version))
         for kind in KINDS:
             rows = index.get(kind)
             if rows:
@@ -97,7 +95,7 @@ class SqliteStatements:
     def __init__(self, dialect: Dialect) -> None:
         self.resource = _Insert(resources, _RESOURCE_COLUMNS, dialect)
         self.version = _Insert(resource_versions, _VERSION_COLUMNS, dialect)
-        self.index = {k: _Insert(INDEX_TABLES[k], ("rid", "res_type", *index_columns(k)), dialect) for k in KINDS}
+        self.index = {k: _Insert(INDEX_TABLES[k], ("rid", "res_type", *INDEX_COLUMNS[k]), dialect) for k in KINDS}
         names = ", ".join(f"{c} = ?" for c in _RESOURCE_COLUMNS[2:])
         self.update_sql = f"UPDATE resources SET {names} WHERE rid = ? AND version = ?"
         self.update_processors = self.resource.processors[2:]
@@ -135,7 +133,7 @@ def _pg_index_ctes(first_param: int, source: str) -> tuple[list[str], int]:
     """One `INSERT ... SELECT FROM <source>, unnest($n::type[], ...)` CTE per index table."""
     ctes, n = [], first_param
     for kind in KINDS:
-        cols = index_columns(kind)
+        cols = INDEX_COLUMNS[kind]
         arrays = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(_PG_ARRAY_TYPES[kind]))
         n += len(cols)
         alias = ", ".join(f"u{i}" for i in range(len(cols)))
@@ -164,7 +162,7 @@ def _pg_update_sql() -> str:
         "owner_org = $7, patient_id = $8, medical = $9 WHERE rid = $10 AND version = $11 "
         "AND res_type = $1 AND res_id = $2 RETURNING rid, res_type), "
         "v AS (INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, deleted, "
-        "content) SELECT rid, $1, $2, $3, $4, $12, $5, $6 FROM r), "
+        "content) SELECT rid, $1, $2, $3, $4, $12, $5, CASE WHEN $5 THEN NULL ELSE $6 END FROM r), "
         + ", ".join(deletes + _pg_index_ctes(13, "r")[0]) + " SELECT count(*) FROM r"
     )
 
@@ -176,8 +174,17 @@ def _pg_arrays(index: dict[str, list[Row]]) -> list[list[Any]]:
     arrays: list[list[Any]] = []
     for kind in KINDS:
         rows = index.get(kind) or []
-        arrays += [[r.get(c) for r in rows] for c in index_columns(kind)]
+        arrays += [[r.get(c) for r in rows] for c in INDEX_COLUMNS[kind]]
     return arrays
+
+
+async def _pg_connection(adapted: Any) -> Any:
+    """The asyncpg connection under SQLAlchemy's adapter, with the unit of work's transaction open: the adapter
+    begins it lazily on its first statement, so a driver-level statement first must open it (a no-op in
+    autocommit, the read-only units of work)."""
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    return adapted._connection
 
 
 class PgWrites:
@@ -186,12 +193,6 @@ class PgWrites:
     def __init__(self, adapted: Any) -> None:
         self.adapted = adapted  # SQLAlchemy's AsyncAdapt_asyncpg_connection: owns the transaction
 
-    async def _connection(self) -> Any:
-        # The unit of work has begun a transaction, but SQLAlchemy's adapter opens it on the first statement:
-        # make sure it is open, so these rows belong to it.
-        if self.adapted._transaction is None:
-            await self.adapted._start_transaction()
-        return self.adapted._connection
 
     async def create(self, row: Row, method: str, index: dict[str, list[Row]]) -> int:
         values = [row[c] for c in _RESOURCE_COLUMNS]
@@ -207,7 +208,7 @@ class PgWrites:
         """Driver errors come out as the SQLAlchemy exceptions Core would raise (IntegrityError for a duplicate
         id, ...), so callers and the app's error mapping treat both paths alike."""
         try:
-            conn = await self._connection()
+            conn = await _pg_connection(self.adapted)
             return await conn.fetchval(sql, *args)
         except Exception as exc:
             try:
@@ -218,8 +219,8 @@ class PgWrites:
 
 
 # ------------------------------------------------------------------------------------------------ reads
-_LOAD = ("SELECT rid, res_type, res_id, version, last_updated, content, deleted, owner_org, patient_id, medical "
-         "FROM resources WHERE rid {}")
+_LOAD = ("SELECT rid, res_type, res_id, rid, version, last_updated, content, deleted, owner_org, patient_id, "
+         "medical FROM resources WHERE rid {}")  # columns after res_id in stored_from_row's order
 
 
 async def load_by_rids(sa_connection: Any, rids: list[int]) -> list[StoredResource]:
@@ -227,32 +228,21 @@ async def load_by_rids(sa_connection: Any, rids: list[int]) -> list[StoredResour
     read every search ends with, through the driver of the unit of work's own connection."""
     if not rids:
         return []
-    pooled = await sa_connection.get_raw_connection()
     if sa_connection.dialect.name == "sqlite":
-        sql = _LOAD.format(f"IN ({', '.join('?' for _ in rids)})")
-        rows = pooled.driver_connection.execute(sql, rids).fetchall()
+        rows = await driver_rows(sa_connection, _LOAD.format(f"IN ({', '.join('?' for _ in rids)})"), rids)
     else:
-        rows = await (await PgWrites(pooled.dbapi_connection)._connection()).fetch(
-            _LOAD.format("= ANY($1::bigint[])"), rids)
-    by_rid = {int(r[0]): _stored_row(r) for r in rows}
+        rows = await driver_rows(sa_connection, _LOAD.format("= ANY($1::bigint[])"), [rids])
+    by_rid = {int(r[0]): stored_from_row(r[1], r[2], tuple(r)[3:]) for r in rows}
     return [by_rid[r] for r in rids if r in by_rid]
 
 
-async def fetch_column(sa_connection: Any, sql: str, params: list[Any]) -> list[Any]:
-    """First column of every row of a driver-level query (`?` placeholders on SQLite, `$n` on PostgreSQL)."""
+async def driver_rows(sa_connection: Any, sql: str, params: list[Any]) -> list[Any]:
+    """Rows of a driver-level query (`?` placeholders on SQLite, `$n` on PostgreSQL) on the unit of work's own
+    connection, inside its transaction when it has one."""
     pooled = await sa_connection.get_raw_connection()
     if sa_connection.dialect.name == "sqlite":
-        return [row[0] for row in pooled.driver_connection.execute(sql, params).fetchall()]
-    connection = await PgWrites(pooled.dbapi_connection)._connection()
-    return [row[0] for row in await connection.fetch(sql, *params)]
-
-
-def _stored_row(row: Any) -> StoredResource:
-    rid, res_type, res_id, version, last_updated, content, deleted, owner, patient, medical = row
-    if isinstance(last_updated, str):
-        last_updated = datetime.fromisoformat(last_updated)
-    return StoredResource(res_type, res_id, int(version), last_updated, bytes(content), bool(deleted), owner,
-                          patient, bool(medical), int(rid))
+        return list(pooled.driver_connection.execute(sql, params).fetchall())
+    return list(await (await _pg_connection(pooled.dbapi_connection)).fetch(sql, *params))
 
 
 async def raw_writes(sa_connection: Any) -> RawWrites:

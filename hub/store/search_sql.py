@@ -35,7 +35,7 @@ from hub.fhir.searchparams import SearchRegistry
 from hub.security import policy
 from hub.security.context import AccessContext
 from hub.store import search_text
-from hub.store.raw import fetch_column, load_by_rids
+from hub.store.raw import driver_rows, load_by_rids
 from hub.store.repository import StoredResource
 from hub.store.schema import (
     idx_date,
@@ -94,7 +94,7 @@ class SqlSearch:
         text = search_text.rid_query(query, scope, self.conn.dialect.name, self.max_snapshot + 1) \
             if self.text_path else None
         if text is not None:  # the common simple shapes: SQL text through the driver (hub/store/search_text.py)
-            rids = [int(r) for r in await fetch_column(self.conn, *text)]
+            rids = [int(row[0]) for row in await driver_rows(self.conn, *text)]
         else:
             narrowed = any(c.chain is not None or (c.param is not None and c.modifier not in ("not", "not-in",
                                                                                             "missing"))

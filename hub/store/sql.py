@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import Conflict, Forbidden, Gone, NotFound, PreconditionFailed
@@ -21,7 +21,7 @@ from hub.fhir.validation import validate
 from hub.security import audit, policy
 from hub.security.context import AccessContext
 from hub.store.repository import StoredResource, WriteResult
-from hub.store.schema import INDEX_TABLES, resource_versions, resources
+from hub.store.schema import resource_versions, resources
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -44,11 +44,6 @@ _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
 _CURRENT = select(*STORED_COLUMNS).where(
     resources.c.res_type == bindparam("b_type"), resources.c.res_id == bindparam("b_id")
 )
-_INSERT_VERSION = insert(resource_versions)
-_INDEX_KINDS = ("string", "token", "reference", "date", "number", "uri")
-_DELETE_INDEX = {
-    kind: delete(INDEX_TABLES[kind]).where(INDEX_TABLES[kind].c.rid == bindparam("b_rid")) for kind in _INDEX_KINDS
-}
 
 
 def utcnow() -> datetime:
@@ -232,16 +227,13 @@ class SqlResourceRepository:
         if if_match is not None and if_match != current.version:
             raise PreconditionFailed(f"{res_type}/{res_id} is at version {current.version}, not {if_match}")
         version, now = current.version + 1, utcnow()
-        result = await self.conn.execute(
-            update(resources)
-            .where(resources.c.rid == current.rid, resources.c.version == current.version)
-            .values(version=version, last_updated=now, deleted=True)
-        )
-        if result.rowcount != 1:
+        # The same compare-and-set as an update: a version row (marked deleted, no content) and no index rows.
+        row = {"res_type": res_type, "res_id": res_id, "version": version, "last_updated": now, "deleted": True,
+               "content": current.content, "owner_org": current.owner_org, "patient_id": current.patient_id,
+               "medical": current.medical}
+        if not await (await self.uow.raw()).update(current.rid, current.version, row, "DELETE", {}):
             raise Conflict(f"{res_type}/{res_id} was changed by another request")
-        await self._record_version(current.rid, res_type, res_id, version, now, "DELETE", None)
         before = orjson.loads(current.content)
-        await self._clear_index(current.rid, before)
         await self.runtime.hooks.after_write(self.uow, ctx, res_type, before, None)
         return StoredResource(
             res_type,
@@ -324,32 +316,6 @@ class SqlResourceRepository:
                 if ref.startswith("Patient/"):
                     return str(ref.split("/")[1])
         return None
-
-    async def _record_version(
-        self, rid: int, res_type: str, res_id: str, version: int, now: datetime, method: str, content: bytes | None
-    ) -> None:
-        await self.conn.execute(
-            _INSERT_VERSION,
-            {
-                "rid": rid,
-                "res_type": res_type,
-                "res_id": res_id,
-                "version": version,
-                "last_updated": now,
-                "method": method,
-                "deleted": content is None,
-                "content": content,
-            },
-        )
-
-    async def _clear_index(self, rid: int, before: dict[str, Any] | None) -> None:
-        """Delete the previous version's index rows (only from the tables it had rows in, when known)."""
-        if before is None:
-            kinds: list[str] = list(_INDEX_KINDS)
-        else:
-            kinds = [kind for kind, rows in index_rows(self.runtime.registry, before).items() if rows]
-        for kind in kinds:
-            await self.conn.execute(_DELETE_INDEX[kind], {"b_rid": rid})
 
     async def exists(self, res_type: str, res_id: str) -> bool:
         stmt = select(resources.c.rid).where(
