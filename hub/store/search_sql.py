@@ -82,7 +82,6 @@ class SqlSearch:
         self.expand_valueset = expand_valueset
         self.max_snapshot = max_snapshot
         self.max_include = max_include
-        self.text_path = True  # tests switch it off to compare both paths
 
     # ------------------------------------------------------------------ entry points
     async def run(self, ctx: AccessContext, query: SearchQuery) -> SearchResult:
@@ -91,8 +90,7 @@ class SqlSearch:
             return SearchResult([], total=0)
         # A positive index clause already selects rows of this type (index rows carry res_type); leaving the
         # type predicate out then lets SQLite drive the query from the index instead of scanning the type.
-        text = search_text.rid_query(query, scope, self.conn.dialect.name, self.max_snapshot + 1) \
-            if self.text_path else None
+        text = search_text.rid_query(query, scope, self.conn.dialect.name, self.max_snapshot + 1)
         if text is not None:  # the common simple shapes: SQL text through the driver (hub/store/search_text.py)
             rids = [int(row[0]) for row in await driver_rows(self.conn, *text)]
         else:
