@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     max_json_depth: int = 64
     # back-pressure: requests in flight per process before answering 503
     max_in_flight: int = 256
+    # group commit: concurrent single-resource writes share one transaction of at most this many (1 = off)
+    group_commit_max: int = 32
     db_pool_size: int = 10
     rate_limit_per_minute: int = 0  # per client (token subject); 0 = off
     json_logs: bool = False

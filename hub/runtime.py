@@ -15,6 +15,7 @@ from hub.fhir.validation import ProfileRules
 from hub.security.context import AccessContext
 from hub.store.engine import make_engine
 from hub.store.fast import FastReader, make_fast_reader
+from hub.store.group_commit import GroupCommit
 
 if TYPE_CHECKING:
     from hub.worker import TaskDispatcher
@@ -48,6 +49,7 @@ class Runtime:
     conformance: list[dict[str, Any]]
     dispatcher: TaskDispatcher = field(init=False)
     fast: FastReader = field(init=False)
+    writes: GroupCommit = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)  # domain services attach here (cache, pubsub, ...)
 
     @classmethod
@@ -66,6 +68,7 @@ class Runtime:
         domains.install(runtime)
         runtime.dispatcher = _make_dispatcher(runtime)
         runtime.fast = make_fast_reader(settings)
+        runtime.writes = GroupCommit(runtime, settings.group_commit_max)
         return runtime
 
     def uow(self, request_id: str | None = None, *, readonly: bool = False) -> Any:

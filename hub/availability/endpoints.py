@@ -26,7 +26,7 @@ from hub.availability.errors import BadAvailabilityQuery, UnknownBedStatus
 from hub.availability.live import live_of
 from hub.availability.service import AvailabilityQuery, Picture
 from hub.fhir.body import JSON_TYPES, check_content_type, parse_json
-from hub.fhir.http import Access, base_url, negotiate, runtime_of, uow_for
+from hub.fhir.http import Access, base_url, negotiate, runtime_of, write
 from hub.fhir.indexing import date_range
 from hub.fhir.interactions import parse_etag
 from hub.fhir.responses import FhirResponse, stored_response
@@ -62,9 +62,9 @@ async def set_status(request: Request, location_id: str, ctx: Access) -> Respons
     settings = runtime_of(request).settings
     body = parse_json(await request.body(), max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
     code = _status_parameter(body)
-    async with uow_for(request) as uow:
-        result = await service.set_bed_status(uow, ctx, location_id, code,
-                                              expected_version=parse_etag(request.headers.get("if-match")))
+    expected = parse_etag(request.headers.get("if-match"))
+    result = await write(request, lambda uow: service.set_bed_status(uow, ctx, location_id, code,
+                                                                     expected_version=expected))
     return stored_response(result.stored, base_url(request))
 
 

@@ -13,7 +13,7 @@ from hub.errors import Invalid, MethodNotAllowed, NotFound, PreconditionFailed
 from hub.fhir import bundles, interactions
 from hub.fhir.body import JSON_TYPES, PATCH_TYPES, check_content_type, parse_json
 from hub.fhir.capability import capability_statement
-from hub.fhir.http import Access, access_context, base_url, prefer, query_items, runtime_of, uow_for
+from hub.fhir.http import Access, access_context, base_url, prefer, query_items, runtime_of, uow_for, write
 from hub.fhir.indexing import date_range
 from hub.fhir.outcome import information
 from hub.fhir.responses import FhirResponse, resource_headers, stored_response
@@ -146,9 +146,13 @@ async def create_by_type(request: Request) -> Response:
 
 async def _create(request: Request, res_type: str, ctx: AccessContext) -> Response:
     supported(request, res_type)
-    body = await body_json(request)
-    async with uow_for(request) as uow:
-        result = await interactions.create(uow, ctx, res_type, body, if_none_exist=request.headers.get("if-none-exist"))
+    # Validated before the (possibly shared) transaction: an invalid body fails alone and costs no rollback.
+    resource = validate(await body_json(request), runtime_of(request).rules, expected_type=res_type)
+    if_none_exist = request.headers.get("if-none-exist")
+    result = await write(
+        request,
+        lambda uow: interactions.create(uow, ctx, res_type, resource, if_none_exist=if_none_exist, validated=True),
+    )
     return write_response(request, result)
 
 
@@ -246,11 +250,12 @@ async def update_by_id(request: Request) -> Response:
 
 async def _update(request: Request, res_type: str, res_id: str, ctx: AccessContext) -> Response:
     supported(request, res_type)
-    body = await body_json(request)
-    async with uow_for(request) as uow:
-        result = await interactions.update(
-            uow, ctx, res_type, res_id, body, if_match=interactions.parse_etag(request.headers.get("if-match"))
-        )
+    resource = validate(await body_json(request), runtime_of(request).rules, expected_type=res_type)
+    if_match = interactions.parse_etag(request.headers.get("if-match"))
+    result = await write(
+        request,
+        lambda uow: interactions.update(uow, ctx, res_type, res_id, resource, if_match=if_match, validated=True),
+    )
     return write_response(request, result)
 
 
@@ -258,20 +263,16 @@ async def _update(request: Request, res_type: str, res_id: str, ctx: AccessConte
 async def patch(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
     supported(request, res_type)
     ops = await body_json(request, patch=True)
-    async with uow_for(request) as uow:
-        result = await interactions.patch(
-            uow, ctx, res_type, res_id, ops, if_match=interactions.parse_etag(request.headers.get("if-match"))
-        )
+    if_match = interactions.parse_etag(request.headers.get("if-match"))
+    result = await write(request, lambda uow: interactions.patch(uow, ctx, res_type, res_id, ops, if_match=if_match))
     return write_response(request, result)
 
 
 @router.delete("/{res_type}/{res_id}")
 async def delete(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
     supported(request, res_type)
-    async with uow_for(request) as uow:
-        stored = await uow.resources.delete(
-            ctx, res_type, res_id, if_match=interactions.parse_etag(request.headers.get("if-match"))
-        )
+    if_match = interactions.parse_etag(request.headers.get("if-match"))
+    stored = await write(request, lambda uow: uow.resources.delete(ctx, res_type, res_id, if_match=if_match))
     headers = {"ETag": stored.etag} if stored else {}
     return Response(status_code=204, headers=headers)
 

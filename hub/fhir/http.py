@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -45,6 +46,15 @@ def uow_for(request: Request, *, readonly: bool = False) -> UnitOfWork:
     """A unit of work opened by the router with `async with`, so the commit happens before the response."""
     uow: UnitOfWork = runtime_of(request).uow(getattr(request.state, "request_id", None), readonly=readonly)
     return uow
+
+
+T = TypeVar("T")
+
+
+async def write(request: Request, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """A single-resource write in a unit of work — shared with concurrent writes (hub/store/group_commit.py) —
+    committed before this returns, so the response never announces an uncommitted change."""
+    return await runtime_of(request).writes.run(work, getattr(request.state, "request_id", None))
 
 
 async def negotiate(request: Request) -> None:

@@ -38,10 +38,17 @@ def parse_etag(value: str | None) -> int | None:
 
 
 async def create(
-    uow: UnitOfWork, ctx: AccessContext, res_type: str, body: Any, *, if_none_exist: str | None = None
+    uow: UnitOfWork,
+    ctx: AccessContext,
+    res_type: str,
+    body: Any,
+    *,
+    if_none_exist: str | None = None,
+    validated: bool = False,
 ) -> WriteResult:
-    """POST: validate and store with a new id; with If-None-Exist, return the single match instead (200)."""
-    resource = validate(body, uow.runtime.rules, expected_type=res_type)
+    """POST: validate and store with a new id; with If-None-Exist, return the single match instead (200).
+    `validated`: the caller ran `validate` on the body for this type already."""
+    resource = body if validated else validate(body, uow.runtime.rules, expected_type=res_type)
     if if_none_exist:
         matches = await conditional_matches(uow, ctx, res_type, if_none_exist)
         if len(matches) == 1:
@@ -53,9 +60,16 @@ async def create(
 
 
 async def update(
-    uow: UnitOfWork, ctx: AccessContext, res_type: str, res_id: str, body: Any, *, if_match: int | None
+    uow: UnitOfWork,
+    ctx: AccessContext,
+    res_type: str,
+    res_id: str,
+    body: Any,
+    *,
+    if_match: int | None,
+    validated: bool = False,
 ) -> WriteResult:
-    resource = validate(body, uow.runtime.rules, expected_type=res_type)
+    resource = body if validated else validate(body, uow.runtime.rules, expected_type=res_type)
     if resource.get("id") != res_id:
         raise Invalid(f"Resource id '{resource.get('id')}' must equal the URL id '{res_id}'", expression=["id"])
     return await uow.resources.update(ctx, resource, if_match=if_match, validated=True)

@@ -35,7 +35,8 @@ class UnitOfWork:
         self.runtime = runtime
         self.request_id = request_id
         self.readonly = readonly
-        self._jobs: list[tuple[int, str, tuple[str, ...], datetime]] = []
+        self._jobs: list[tuple[int, str, tuple[str, ...], str | None]] = []
+        self.committed = False
         self._after_commit: list[Any] = []
         self._before_commit: list[Any] = []
         self._refusals: list[dict[str, Any]] = []
@@ -87,7 +88,7 @@ class UnitOfWork:
             )
         ).scalar_one()
         if delay is None:
-            self._jobs.append((row_id, task, args, due))
+            self._jobs.append((row_id, task, args, self.request_id))
 
     def before_commit(self, callback: Any) -> None:
         """Run an async callable inside the transaction, right before COMMIT (e.g. sorted aggregate increments,
@@ -102,6 +103,10 @@ class UnitOfWork:
         """Refusals are logged even though the request fails and its transaction rolls back."""
         self._refusals.append(event)
 
+    def forget_refusals(self) -> None:
+        """A shared (group-commit) unit that failed: each request is run again alone and logs its own."""
+        self._refusals.clear()
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -112,6 +117,7 @@ class UnitOfWork:
                 for event in self._refusals:
                     await audit.append(self.conn, event)
                 await self.conn.commit()
+                self.committed = True
             elif not self.readonly:
                 await self.conn.rollback()
         finally:
@@ -121,8 +127,8 @@ class UnitOfWork:
         elif exc_type is not None and self._refusals:
             await self._write_deferred(include_work=False)
         if exc_type is None:
-            for row_id, task, args, _due in self._jobs:
-                self.runtime.dispatcher.send(task, list(args), outbox_id=row_id, request_id=self.request_id)
+            for row_id, task, args, request_id in self._jobs:
+                self.runtime.dispatcher.send(task, list(args), outbox_id=row_id, request_id=request_id)
             for callback in self._after_commit:
                 await callback()
 

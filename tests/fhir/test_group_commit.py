@@ -1,0 +1,120 @@
+"""Group commit (hub/store/group_commit.py): concurrent single-resource writes share one transaction, and each
+request still gets exactly the outcome it would have had alone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hub.errors import Unprocessable
+from hub.fhir import interactions
+from hub.security.context import AccessContext
+from hub.store.schema import audit_log
+from tests.conftest import AGB
+
+SYSTEM = AccessContext.system("tests: group commit")
+GP = f"{AGB}|01234567"
+
+
+def location(name: str) -> dict[str, Any]:
+    return {"resourceType": "Location", "status": "active", "name": name}
+
+
+async def count_named(hub: Any, name: str) -> int:
+    r = await hub.client.get(f"/fhir/Location?name:exact={name}&_summary=count", headers=hub.headers())
+    return int(r.json()["total"])
+
+
+async def test_concurrent_posts_share_transactions_and_every_one_lands_once(hub):
+    writes = hub.runtime.writes
+    batches = writes.batches
+    headers = hub.headers()
+    responses = await asyncio.gather(
+        *(hub.client.post("/fhir/Location", json=location(f"GC {i:02d}"), headers=headers) for i in range(40))
+    )
+    assert [r.status_code for r in responses] == [201] * 40
+    assert len({r.headers["Location"] for r in responses}) == 40
+    assert writes.batches > batches, "concurrent writes were expected to share at least one transaction"
+    for i in (0, 17, 39):
+        assert await count_named(hub, f"GC {i:02d}") == 1
+    body = responses[17].json()
+    read = await hub.client.get(f"/fhir/Location/{body['id']}", headers=headers)
+    assert read.json() == body and read.headers["ETag"] == responses[17].headers["ETag"]
+
+
+async def test_a_failing_write_is_rolled_back_alone_and_the_others_are_written_once(hub):
+    writes = hub.runtime.writes
+    fallbacks = writes.fallbacks
+
+    async def create(name: str) -> Any:
+        return await writes.run(lambda uow: interactions.create(uow, SYSTEM, "Location", location(name)))
+
+    async def doomed(uow: Any) -> Any:
+        await interactions.create(uow, SYSTEM, "Location", location("GC doomed"))  # written, then the work fails
+        raise Unprocessable("refused after writing")
+
+    results = await asyncio.gather(create("GC first"), writes.run(doomed), create("GC last"), return_exceptions=True)
+    assert isinstance(results[1], Unprocessable)
+    assert results[0].created and results[2].created
+    assert writes.fallbacks == fallbacks + 1
+    assert await count_named(hub, "GC doomed") == 0
+    assert await count_named(hub, "GC first") == 1 and await count_named(hub, "GC last") == 1
+
+
+async def test_stale_if_match_among_concurrent_writes_gets_412_and_changes_nothing(hub):
+    headers = hub.headers()
+    bed = (await hub.client.post("/fhir/Location", json=location("GC target"), headers=headers)).json()
+    stale = {**bed, "name": "GC overwritten"}
+    creates = [hub.client.post("/fhir/Location", json=location(f"GC peer {i}"), headers=headers) for i in range(8)]
+    put = hub.client.put(f"/fhir/Location/{bed['id']}", json=stale, headers={**headers, "If-Match": 'W/"7"'})
+    *created, refused = await asyncio.gather(*creates, put)
+    assert [r.status_code for r in created] == [201] * 8
+    assert refused.status_code == 412 and refused.json()["resourceType"] == "OperationOutcome"
+    after = (await hub.client.get(f"/fhir/Location/{bed['id']}", headers=headers)).json()
+    assert after["meta"]["versionId"] == "1" and after["name"] == "GC target"
+
+
+async def test_a_refused_write_in_a_shared_transaction_is_audited_exactly_once(hub):
+    gp = hub.headers("gp", GP)
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "bp"},
+           "subject": {"reference": "Patient/p-gc"}}
+    created = (await hub.client.post("/fhir/Observation", json=obs, headers=gp)).json()
+    coordinator = hub.headers("coordinator", "http://fhir.nl/fhir/NamingSystem/ura|90000001")
+    patch_headers = {**coordinator, "Content-Type": "application/json-patch+json"}
+    ops = [{"op": "replace", "path": "/status", "value": "amended"}]
+
+    async def refused_alone() -> int:
+        before = await hub.count(audit_log, audit_log.c.outcome == "4")
+        r = await hub.client.patch(f"/fhir/Observation/{created['id']}", json=ops, headers=patch_headers)
+        assert r.status_code in (403, 404)
+        return await hub.count(audit_log, audit_log.c.outcome == "4") - before
+
+    alone = await refused_alone()
+    assert alone >= 1, "a refused access to personal data is logged"
+    before = await hub.count(audit_log, audit_log.c.outcome == "4")
+    peers = [hub.client.post("/fhir/Location", json=location(f"GC audit {i}"), headers=hub.headers())
+             for i in range(6)]
+    refused = hub.client.patch(f"/fhir/Observation/{created['id']}", json=ops, headers=patch_headers)
+    *ok, no = await asyncio.gather(*peers, refused)
+    assert [r.status_code for r in ok] == [201] * 6 and no.status_code in (403, 404)
+    assert await hub.count(audit_log, audit_log.c.outcome == "4") - before == alone
+    gp_read = await hub.client.get(f"/fhir/Observation/{created['id']}", headers=gp)
+    assert gp_read.json()["status"] == "final"
+
+
+@pytest.mark.parametrize("hub_session", ["sqlite"], indirect=True)
+async def test_batching_off_runs_each_write_in_its_own_transaction(hub):
+    writes = hub.runtime.writes
+    saved, writes.max_batch = writes.max_batch, 1
+    try:
+        batches = writes.batches
+        responses = await asyncio.gather(
+            *(hub.client.post("/fhir/Location", json=location(f"GC solo {i}"), headers=hub.headers())
+              for i in range(10))
+        )
+        assert [r.status_code for r in responses] == [201] * 10
+        assert writes.batches == batches
+    finally:
+        writes.max_batch = saved
