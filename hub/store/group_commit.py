@@ -49,7 +49,7 @@ class GroupCommit:
         self.runtime = runtime
         self.max_batch = max_batch
         self._queue: deque[_Pending[Any]] = deque()
-        self._drainers = 0
+        self._drainers: set[asyncio.Task[None]] = set()  # referenced: the loop holds tasks only weakly
         self.concurrency = 1
         self.batches = 0  # observability (and the tests): how many shared transactions ran, how many fell back
         self.fallbacks = 0
@@ -61,9 +61,9 @@ class GroupCommit:
             return await _alone(self.runtime, work, request_id)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(work, request_id, future))
-        if self._drainers < self.concurrency:
-            self._drainers += 1
-            asyncio.create_task(self._drain())
+        if len(self._drainers) < self.concurrency:
+            drainer = asyncio.create_task(self._drain())
+            self._drainers.add(drainer)
         return await future
 
     async def _drain(self) -> None:
@@ -76,8 +76,8 @@ class GroupCommit:
                 _settle(pending, exc=exc)
             self._queue.clear()
             raise
-        finally:
-            self._drainers -= 1
+        finally:  # no await between the empty-queue check and here: a request queued later starts a new drainer
+            self._drainers.discard(asyncio.current_task())
 
     async def _write(self, batch: list[_Pending[Any]]) -> None:
         if len(batch) == 1:
