@@ -17,9 +17,11 @@ Correctness under concurrency (PostgreSQL READ COMMITTED, SQLite serialised by B
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -82,13 +84,19 @@ def _same(old: Any, new: Contribution | None) -> bool:
     return all(getattr(old, name) == value for name, value in columns.items() if name != "source")
 
 
-async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool) -> Changes:
+Publish = Callable[[Any, Changes, set[Key]], Awaitable[None]]
+
+
+async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool, publish: Publish) -> None:
     """Replace the stored contribution of `source` by `new` (None: remove it). `touch`: a write of the source
-    itself, which refreshes the freshness of its row even when no figure changed."""
+    itself, which refreshes the freshness of its row even when no figure changed. The source row is written now;
+    the aggregate increments right before COMMIT, with those of every other write of the unit of work."""
     conn, now = uow.conn, utcnow()
     old = await stored_source(conn, source)
     if _same(old, new):
-        return await _touch_row(conn, new, now) if touch and new is not None else Changes()
+        if touch and new is not None and new.key is not None:
+            _defer(uow, {new.key: ZERO}, new, now, publish, notify=True)
+        return
     await _write_source(conn, source, old, new, now)
     deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
     old_key = Key(old.org_id, old.product, old.region) if old is not None and old.counted else None
@@ -96,19 +104,51 @@ async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool)
         deltas[old_key] = deltas[old_key] - Figures.of(old)
     if new is not None and new.key is not None:
         deltas[new.key] = deltas[new.key] + new.figures
-    return await add(conn, deltas, new, now)
+    _defer(uow, deltas, new, now, publish, notify=True)
 
 
-async def touch(uow: Any, source: str) -> Changes:
+async def touch(uow: Any, source: str, publish: Publish) -> None:
     """A write that changed nothing (same status again): refresh the freshness of the source's row."""
     old = await stored_source(uow.conn, source)
-    if old is None or not old.counted:
-        return Changes()
-    return await add(uow.conn, {Key(old.org_id, old.product, old.region): ZERO}, None, utcnow())
+    if old is not None and old.counted:
+        _defer(uow, {Key(old.org_id, old.product, old.region): ZERO}, None, utcnow(), publish, notify=False)
 
 
-async def _touch_row(conn: Any, new: Contribution, now: datetime) -> Changes:
-    return await add(conn, {new.key: ZERO}, new, now) if new.key is not None else Changes()
+@dataclass
+class _Increments:
+    """The aggregate increments of one unit of work, applied together right before COMMIT: each row once, all in
+    key order — so writers that share rows (a transaction Bundle, a group-commit batch, the snapshot task) always
+    lock them in the same order and cannot deadlock, and the rows stay locked only for the commit."""
+
+    publish: Publish
+    now: datetime
+    deltas: dict[Key, Figures] = field(default_factory=dict)
+    places: dict[Key, Contribution] = field(default_factory=dict)
+    notify: set[Key] = field(default_factory=set)
+
+
+_increments: WeakKeyDictionary[Any, _Increments] = WeakKeyDictionary()
+
+
+def _defer(uow: Any, deltas: dict[Key, Figures], place: Contribution | None, now: datetime, publish: Publish, *,
+           notify: bool) -> None:
+    pending = _increments.get(uow)
+    if pending is None:
+        pending = _increments[uow] = _Increments(publish, now)
+
+        async def flush() -> None:
+            del _increments[uow]
+            changes = await add(uow.conn, pending.deltas, pending.places, pending.now)
+            await pending.publish(uow, changes, pending.notify)
+
+        uow.before_commit(flush)
+    for key, delta in deltas.items():
+        pending.deltas[key] = pending.deltas.get(key, ZERO) + delta
+        if notify:
+            pending.notify.add(key)
+    if place is not None and place.key is not None:
+        pending.places[place.key] = place
+    pending.now = max(pending.now, now)
 
 
 _SOURCE_UPDATE = (update(availability_sources)
@@ -141,14 +181,14 @@ async def _write_source(conn: Any, source: str, old: Any, new: Contribution | No
         raise SourceChanged(lost)
 
 
-async def add(conn: Any, deltas: dict[Key, Figures], new: Contribution | None, now: datetime) -> Changes:
-    """Atomic increments of the aggregate rows, then of the regional totals, in key order."""
+async def add(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution], now: datetime) -> Changes:
+    """Atomic increments of the aggregate rows, then of the regional totals, in key order. `places`: the name and
+    address a row takes when it is created."""
     changes = Changes()
     totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
     try:
         for key in sorted(deltas, key=lambda k: (k.org_id, k.product, k.region)):
-            place = new if new is not None and new.key == key else None
-            row = await _upsert_row(conn, key, deltas[key], place, now)
+            row = await _upsert_row(conn, key, deltas[key], places.get(key), now)
             changes.rows[key] = row_json(row)
             totals[(key.region, key.product)] = totals[(key.region, key.product)] + deltas[key]
         for region, product in sorted(totals):

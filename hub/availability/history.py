@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, func, insert, select, tuple_, update
 
 from hub.availability.errors import BadAvailabilityQuery
 from hub.availability.figures import Figures
@@ -31,7 +31,10 @@ async def take_snapshots(runtime: Any, now: datetime) -> int:
     """Snapshot the rows changed since their last snapshot; returns how many."""
     t = availability_rows
     async with runtime.engine.begin() as conn:
-        changed = (await conn.execute(update(t).where(t.c.snapshot_seq < t.c.seq)
+        # Rows locked in key order, as every writer locks them (aggregate.add): no deadlock with a write.
+        keys = (t.c.org_id, t.c.product, t.c.region)
+        due = select(*keys).where(t.c.snapshot_seq < t.c.seq).order_by(*keys).with_for_update()
+        changed = (await conn.execute(update(t).where(tuple_(*keys).in_(due))
                                       .values(snapshot_seq=t.c.seq).returning(*t.c))).all()
         if changed:
             await conn.execute(insert(availability_snapshots), [

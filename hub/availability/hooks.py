@@ -24,6 +24,7 @@ from hub.availability import figures as f
 from hub.availability import vocabulary as v
 from hub.availability.errors import CountSubjectInvalid
 from hub.availability.live import Live, live_of
+from hub.availability.publish import publish
 from hub.availability.service import check_owner
 from hub.availability.sources import (
     SYSTEM,
@@ -130,9 +131,7 @@ async def on_write(uow: Any, ctx: AccessContext, res_type: str, before: dict[str
 
 
 async def _apply(uow: Any, new: Contribution | None, source: str, *, touch: bool) -> None:
-    changes = await aggregate.apply(uow, new, source, touch=touch)
-    live_of(uow.runtime).schedule(uow, changes)
-    await subscriptions.notify(uow, changes)
+    await aggregate.apply(uow, new, source, touch=touch, publish=publish)
 
 
 async def _on_location(uow: Any, ctx: AccessContext, before: dict[str, Any] | None,

@@ -17,6 +17,7 @@ from hub.availability import vocabulary as v
 from hub.availability.errors import BadAvailabilityQuery, NotABed, NotYourLocation, UnknownBedStatus
 from hub.availability.figures import bed_facts, is_bed
 from hub.availability.live import live_of
+from hub.availability.publish import publish
 from hub.availability.regions import normalise_postcode, postcode_distance
 from hub.availability.sources import Directory, Provider, provider_of_row
 from hub.availability.tables import availability_providers
@@ -151,7 +152,7 @@ async def set_bed_status(uow: Any, ctx: AccessContext, location_id: str, code: s
                                      " (If-Match)", headers={"ETag": current.etag})
         status = bed.get("operationalStatus") or {}
         if (status.get("system"), status.get("code")) == (v.V2_0116, code):
-            live_of(uow.runtime).schedule(uow, await aggregate.touch(uow, f"Location/{location_id}"))
+            await aggregate.touch(uow, f"Location/{location_id}", publish)
             return WriteResult(current, created=False, unchanged=True)
         changed = {**bed, "operationalStatus": {"system": v.V2_0116, "code": code, "display": v.BED_STATUS[code]}}
         check_rules(changed, uow.runtime.rules)  # the stored bed was validated; the new Coding is from 0116

@@ -22,9 +22,13 @@ def normalize(text: str) -> str:
 def index_rows(registry: SearchRegistry, resource: dict[str, Any]) -> dict[str, list[Row]]:
     """All index rows for one resource, grouped by index kind."""
     rows: dict[str, list[Row]] = {"string": [], "token": [], "reference": [], "date": [], "number": [], "uri": []}
-    present = top_level_names(resource)
-    for param in registry.params_for(resource["resourceType"]).values():
-        for value in param.values(resource, present):
+    plan = registry.index_plan(resource["resourceType"])
+    for name in top_level_names(resource):
+        for param, path in plan.rooted.get(name, ()):
+            for value in path.evaluate(resource):
+                _emit(rows, param, value)
+    for param, path in plan.unrooted:
+        for value in path.evaluate(resource):
             _emit(rows, param, value)
     return rows
 

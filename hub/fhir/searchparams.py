@@ -42,11 +42,30 @@ def top_level_names(resource: dict[str, Any]) -> set[str]:
     """The resource's element names plus the choice prefixes they carry (`valueQuantity` -> `value`)."""
     names = set(resource)
     for key in resource:
-        for i in range(1, len(key)):
-            if key[i].isupper():
-                names.add(key[:i])
-                break
+        prefix = _choice_prefix.get(key)
+        if prefix is None:
+            prefix = _prefix_of(key)
+            if len(_choice_prefix) < 10_000:  # bounded: element names are few, but keys come from clients
+                _choice_prefix[key] = prefix
+        if prefix:
+            names.add(prefix)
     return names
+
+
+_choice_prefix: dict[str, str] = {}  # element name -> its choice prefix ("" if none)
+
+
+def _prefix_of(key: str) -> str:
+    for i in range(1, len(key)):
+        if key[i].isupper():
+            return key[:i]
+    return ""
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    rooted: dict[str, list[tuple[SearchParam, CompiledPath]]]
+    unrooted: tuple[tuple[SearchParam, CompiledPath], ...]
 
 
 @dataclass
@@ -57,6 +76,7 @@ class SearchRegistry:
     common: dict[str, SearchParam] = field(default_factory=dict)
     definitions: list[dict[str, Any]] = field(default_factory=list)
     _merged: dict[str, dict[str, SearchParam]] = field(default_factory=dict, repr=False)
+    _plans: dict[str, IndexPlan] = field(default_factory=dict, repr=False)
 
     def add_definition(self, sp: dict[str, Any]) -> None:
         """Register a SearchParameter resource; unsupported types (composite, special) are kept out."""
@@ -64,6 +84,7 @@ class SearchRegistry:
             return
         compiled = compile_expression(sp["expression"])
         self._merged.clear()
+        self._plans.clear()
         bases = sp.get("base", [])
         self.definitions.append(sp)
         for base in bases:
@@ -95,6 +116,19 @@ class SearchRegistry:
             cached.update(self.by_type.get(resource_type, {}))
             self._merged[resource_type] = cached
         return cached
+
+    def index_plan(self, resource_type: str) -> IndexPlan:
+        """Every (parameter, path) of a type, keyed by the top-level element the path starts at: a write evaluates
+        only the paths whose first element the resource has (a Location has ~6 of the ~40 its parameters name)."""
+        plan = self._plans.get(resource_type)
+        if plan is None:
+            rooted: dict[str, list[tuple[SearchParam, CompiledPath]]] = defaultdict(list)
+            unrooted: list[tuple[SearchParam, CompiledPath]] = []
+            for param in self.params_for(resource_type).values():
+                for path in param.paths:
+                    (rooted[path.root] if path.root is not None else unrooted).append((param, path))
+            plan = self._plans[resource_type] = IndexPlan(dict(rooted), tuple(unrooted))
+        return plan
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         found = self.by_type.get(resource_type, {}).get(code)

@@ -45,3 +45,23 @@ def test_skipping_absent_elements_never_changes_the_values() -> None:
 def test_choice_prefixes_are_present() -> None:
     names = top_level_names({"resourceType": "Observation", "valueQuantity": {}, "effectiveDateTime": "2026"})
     assert {"value", "valueQuantity", "effective", "effectiveDateTime", "resourceType"} <= names
+
+
+def test_index_rows_by_plan_equal_every_parameter_evaluated_in_full() -> None:
+    """index_rows walks only the paths rooted at elements the resource has (SearchRegistry.index_plan); the rows
+    must be exactly those of evaluating every path of every parameter."""
+    from hub.fhir.indexing import _emit, index_rows
+
+    registry = build_registry(profile_files.search_parameters(profile_files.load_resources(Settings().profiles_dir)))
+    compared = 0
+    for resource in corpus():
+        full: dict[str, list[dict[str, Any]]] = {k: [] for k in ("string", "token", "reference", "date", "number",
+                                                                 "uri")}
+        for param in registry.params_for(resource["resourceType"]).values():
+            for value in param.values(resource):
+                _emit(full, param, value)
+        planned = index_rows(registry, resource)
+        for kind, rows in full.items():
+            assert sorted(map(repr, planned[kind])) == sorted(map(repr, rows)), (resource["resourceType"], kind)
+            compared += len(rows)
+    assert compared > 1000
