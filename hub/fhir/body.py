@@ -30,7 +30,8 @@ def parse_json(raw: bytes, *, max_bytes: int, max_depth: int) -> Any:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"Body is not valid JSON: {exc}") from None
-    if json_depth(parsed) > max_depth:
+    # Depth cannot exceed the number of brackets: counting them (C speed) spares the walk for most bodies.
+    if raw.count(b"{") + raw.count(b"[") > max_depth and json_depth(parsed) > max_depth:
         raise Invalid(f"JSON nesting deeper than {max_depth} levels is refused")
     return parsed
 

@@ -84,9 +84,8 @@ class SqliteWrites:
         for kind in KINDS:
             rows = index.get(kind)
             if rows:
-                statement = self.index[kind]
-                extra = {"rid": rid, "res_type": row["res_type"]}
-                self.conn.executemany(statement.sql, [statement.values({**r, **extra}) for r in rows])
+                statement, res_type = self.index[kind], row["res_type"]
+                self.conn.executemany(statement.sql, [(rid, res_type, *statement.values(r, skip=2)) for r in rows])
 
 
 class SqliteStatements:
@@ -109,9 +108,19 @@ class _Insert:
         self.columns = columns
         self.sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         self.processors = [_processor(table, c, dialect) for c in columns]
+        # Most columns need no conversion: values are picked with one C-level map, then the few that do
+        # (dates, booleans) are converted in place — a write has ~40 of these values.
+        self._converted = {skip: [(i - skip, p) for i, p in enumerate(self.processors) if p is not None and i >= skip]
+                           for skip in (0, 2)}
 
-    def values(self, row: Row) -> tuple[Any, ...]:
-        return tuple(_apply(p, row.get(c)) for p, c in zip(self.processors, self.columns, strict=True))
+    def values(self, row: Row, *, skip: int = 0) -> list[Any]:
+        """The row's values in column order, each through its column type's bind processor; `skip`: leave out
+        the first columns (rid, res_type of an index row, filled in by the caller)."""
+        out = list(map(row.get, self.columns[skip:] if skip else self.columns))
+        for i, processor in self._converted[skip]:
+            if out[i] is not None:
+                out[i] = processor(out[i])
+        return out
 
 
 def _processor(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any] | None:
