@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         Route(by_id, fhir_endpoints.update_by_id, methods=["PUT"]),
         Route(by_type, fhir_endpoints.search_by_type, methods=["GET"]),
         Route(by_type, fhir_endpoints.create_by_type, methods=["POST"]),
+        *domains.hot_routes(),
     ]
     app.include_router(fhir_endpoints.hot)  # the same read, documented in the OpenAPI description
     for extra in domains.routers():

@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
+from starlette.routing import BaseRoute
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -60,6 +61,11 @@ def install(runtime: Runtime) -> None:
 
 def routers() -> list[APIRouter]:
     return [importlib.import_module(name).router for name in ROUTER_MODULES]
+
+
+def hot_routes() -> list[BaseRoute]:
+    """Plain Starlette routes of the domains' hottest requests, matched before every FastAPI route."""
+    return [route for name in ROUTER_MODULES for route in getattr(importlib.import_module(name), "HOT_ROUTES", [])]
 
 
 async def on_startup(runtime: Runtime) -> None:

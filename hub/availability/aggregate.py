@@ -87,12 +87,18 @@ def _same(old: Any, new: Contribution | None) -> bool:
 Publish = Callable[[Any, Changes, set[Key]], Awaitable[None]]
 
 
-async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool, publish: Publish) -> None:
+_UNREAD: Any = object()
+
+
+async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool, publish: Publish,
+                old: Any = _UNREAD) -> None:
     """Replace the stored contribution of `source` by `new` (None: remove it). `touch`: a write of the source
-    itself, which refreshes the freshness of its row even when no figure changed. The source row is written now;
-    the aggregate increments right before COMMIT, with those of every other write of the unit of work."""
+    itself, which refreshes the freshness of its row even when no figure changed. `old`: the stored row, when the
+    caller has just read it in this transaction. The source row is written now; the aggregate increments right
+    before COMMIT, with those of every other write of the unit of work."""
     conn, now = uow.conn, utcnow()
-    old = await stored_source(conn, source)
+    if old is _UNREAD:
+        old = await stored_source(conn, source)
     if _same(old, new):
         if touch and new is not None and new.key is not None:
             _defer(uow, {new.key: ZERO}, new, now, publish, notify=True)

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from hub.availability import history, reports, service
 from hub.availability import vocabulary as v
@@ -26,10 +27,11 @@ from hub.availability.errors import BadAvailabilityQuery, UnknownBedStatus
 from hub.availability.live import live_of
 from hub.availability.service import AvailabilityQuery, Picture
 from hub.fhir.body import JSON_TYPES, check_content_type, parse_json
-from hub.fhir.http import Access, base_url, negotiate, runtime_of, write
+from hub.fhir.http import Access, access_context, base_url, negotiate, runtime_of, write
 from hub.fhir.indexing import date_range
 from hub.fhir.interactions import parse_etag
 from hub.fhir.responses import FhirResponse, stored_response
+from hub.security.context import AccessContext
 from hub.store.sql import instant, utcnow
 
 router = APIRouter(tags=["availability"])
@@ -58,6 +60,19 @@ async def availability(request: Request, ctx: Access) -> Response:
 
 @router.post("/fhir/Location/{location_id}/$set-status", dependencies=[Depends(negotiate)])
 async def set_status(request: Request, location_id: str, ctx: Access) -> Response:
+    return await _set_status(request, location_id, ctx)
+
+
+async def set_status_route(request: Request) -> Response:
+    """Starlette endpoint for the same operation (hub/app.py mounts HOT_ROUTES first: every EHR pushes its bed
+    changes here, and FastAPI's parameter solving was a third of the request)."""
+    return await _set_status(request, request.path_params["location_id"], await access_context(request))
+
+
+HOT_ROUTES = [Route("/fhir/Location/{location_id:fhirid}/$set-status", set_status_route, methods=["POST"])]
+
+
+async def _set_status(request: Request, location_id: str, ctx: AccessContext) -> Response:
     check_content_type(request.headers.get("content-type"), JSON_TYPES)
     settings = runtime_of(request).settings
     body = parse_json(await request.body(), max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)

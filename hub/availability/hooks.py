@@ -15,6 +15,7 @@ The hook reacts to:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -35,6 +36,7 @@ from hub.availability.sources import (
     provider_columns,
     provider_from,
     service_contribution,
+    with_new_status,
 )
 from hub.availability.tables import availability_providers, availability_sources
 from hub.fhir import interactions
@@ -143,10 +145,17 @@ async def _on_location(uow: Any, ctx: AccessContext, before: dict[str, Any] | No
         return
     directory = directory_for(uow)
     location_id = str((after or before or {})["id"])
-    await check_owner(directory, ctx, [was.org_id if was else None, now.org_id if now else None],
-                      f"Location/{location_id}")
+    source = f"Location/{location_id}"
+    if was is not None and now is not None and replace(was, status=now.status) == now:
+        stored = await aggregate.stored_source(uow.conn, source)  # a status change: the common bed write
+        if stored is not None and stored.status == was.status and stored.org_id == was.org_id:
+            await check_owner(directory, ctx, [now.org_id], source)
+            await aggregate.apply(uow, with_new_status(stored, now), source, touch=True, publish=publish,
+                                  old=stored)
+            return
+    await check_owner(directory, ctx, [was.org_id if was else None, now.org_id if now else None], source)
     new = await bed_contribution(directory, after) if after is not None and now is not None else None
-    await _apply(uow, new, f"Location/{location_id}", touch=True)
+    await _apply(uow, new, source, touch=True)
 
 
 async def _on_measure_report(uow: Any, ctx: AccessContext, before: dict[str, Any] | None,

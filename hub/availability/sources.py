@@ -120,6 +120,19 @@ async def bed_contribution(directory: Directory, location: dict[str, Any]) -> Co
     )
 
 
+def with_new_status(stored: Any, facts: f.BedFacts) -> Contribution:
+    """A bed's contribution after a change of its status alone (`facts`: the bed as it is now): product, ward and
+    placement are those of its stored source row, which writes of the ward, service or provider keep current —
+    so the status path needs no directory lookups."""
+    return Contribution(
+        source=stored.source, kind="bed", counted=stored.counted,
+        figures=facts.figures() if stored.org_id and stored.product else f.ZERO, org_id=stored.org_id,
+        product=stored.product, region=stored.region, postcode=stored.postcode, city=stored.city,
+        parent_id=stored.parent_id, via_service=stored.via_service, address_via_org=stored.address_via_org,
+        status=facts.status, name=stored.name,
+    )
+
+
 async def service_contribution(directory: Directory, service_id: str) -> Contribution | None:
     """The latest complete count report of a HealthcareService; None when it has none."""
     reports = [r for r in await directory.count_reports(service_id)
