@@ -135,6 +135,7 @@ def searcher(uow: UnitOfWork) -> SqlSearch:
         max_snapshot=settings.max_snapshot,
         max_include=settings.max_include,
         write=uow.write,
+        rows=uow.rows,
     )
 
 

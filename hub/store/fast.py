@@ -1,8 +1,9 @@
 """The hot read path: a point read of the current version straight through the database driver.
 
 SQLAlchemy's async engine costs ~1 ms per checkout+query here; a primary-key read through the raw driver costs
-~0.01 ms (sqlite3, in the event loop: WAL readers never block) or ~0.1 ms (asyncpg prepared statement). Only the
-GET-by-id path uses this, and only for rows that need no audit; everything else goes through the repository.
+~0.01 ms (sqlite3, in the event loop: WAL readers never block) or ~0.1 ms (asyncpg prepared statement). The
+GET-by-id path uses it for rows that need no audit, and read-only units of work run their driver-level queries
+(search_text.py's searches, page loads) on it, so a simple search never checks out a SQLAlchemy connection.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ _SQL = (
 
 class FastReader(Protocol):
     async def current(self, res_type: str, res_id: str) -> StoredResource | None: ...
+    async def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        """Rows of a read-only query in the driver's placeholders (`?` SQLite, `$n` PostgreSQL), autocommit."""
     async def close(self) -> None: ...
 
 
@@ -66,6 +69,9 @@ class SqliteFastReader:
         row = self._connection().execute(_SQL.format("?", "?"), (res_type, res_id)).fetchone()
         return None if row is None else stored_from_row(res_type, res_id, row)
 
+    async def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        return list(self._connection().execute(sql, params).fetchall())
+
     async def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -90,6 +96,10 @@ class PgFastReader:
         pool = await self._get_pool()
         row = await pool.fetchrow(_SQL.format("$1", "$2"), res_type, res_id)
         return None if row is None else stored_from_row(res_type, res_id, tuple(row))
+
+    async def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        pool = await self._get_pool()
+        return list(await pool.fetch(sql, *params))
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -15,7 +15,7 @@ processors of the SQLAlchemy column types, so a row written here reads back exac
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from sqlalchemy import Table
@@ -232,15 +232,18 @@ _LOAD = ("SELECT rid, res_type, res_id, rid, version, last_updated, content, del
          "medical FROM resources WHERE rid {}")  # columns after res_id in stored_from_row's order
 
 
-async def load_by_rids(sa_connection: Any, rids: list[int]) -> list[StoredResource]:
+RowsFn = Callable[[str, list[Any]], Awaitable[list[Any]]]
+
+
+async def load_by_rids(rows_of: RowsFn, dialect: str, rids: list[int]) -> list[StoredResource]:
     """Current rows for a page of search results, in `rids` order (missing rids left out): the one fixed-shape
-    read every search ends with, through the driver of the unit of work's own connection."""
+    read every search ends with, through the driver (`rows_of`: the unit of work's UnitOfWork.rows)."""
     if not rids:
         return []
-    if sa_connection.dialect.name == "sqlite":
-        rows = await driver_rows(sa_connection, _LOAD.format(f"IN ({', '.join('?' for _ in rids)})"), rids)
+    if dialect == "sqlite":
+        rows = await rows_of(_LOAD.format(f"IN ({', '.join('?' for _ in rids)})"), list(rids))
     else:
-        rows = await driver_rows(sa_connection, _LOAD.format("= ANY($1::bigint[])"), [rids])
+        rows = await rows_of(_LOAD.format("= ANY($1::bigint[])"), [rids])
     by_rid = {int(r[0]): stored_from_row(r[1], r[2], tuple(r)[3:]) for r in rows}
     return [by_rid[r] for r in rids if r in by_rid]
 

@@ -35,7 +35,7 @@ from hub.fhir.searchparams import SearchRegistry
 from hub.security import policy
 from hub.security.context import AccessContext
 from hub.store import search_text
-from hub.store.raw import driver_rows, load_by_rids
+from hub.store.raw import RowsFn, driver_rows, load_by_rids
 from hub.store.repository import StoredResource
 from hub.store.schema import (
     idx_date,
@@ -75,8 +75,12 @@ class SqlSearch:
         max_snapshot: int = 50_000,
         max_include: int = 1000,
         write: Any = None,
+        rows: RowsFn | None = None,
     ) -> None:
         self.conn = conn
+        self.dialect = conn.dialect.name
+        # driver-level queries: the unit of work's (read-only units: the fast reader, no pooled connection)
+        self.rows: RowsFn = rows or (lambda sql, params: driver_rows(conn, sql, params))
         self.registry = registry
         self.write = write  # the unit of work's writer (deferred in read-only units); None: write directly
         self.expand_valueset = expand_valueset
@@ -90,9 +94,9 @@ class SqlSearch:
             return SearchResult([], total=0)
         # A positive index clause already selects rows of this type (index rows carry res_type); leaving the
         # type predicate out then lets SQLite drive the query from the index instead of scanning the type.
-        text = search_text.rid_query(query, scope, self.conn.dialect.name, self.max_snapshot + 1)
+        text = search_text.rid_query(query, scope, self.dialect, self.max_snapshot + 1)
         if text is not None:  # the common simple shapes: SQL text through the driver (hub/store/search_text.py)
-            rids = [int(row[0]) for row in await driver_rows(self.conn, *text)]
+            rids = [int(row[0]) for row in await self.rows(*text)]
         else:
             narrowed = any(c.chain is not None or (c.param is not None and c.modifier not in ("not", "not-in",
                                                                                             "missing"))
@@ -378,7 +382,7 @@ class SqlSearch:
 
     # ------------------------------------------------------------------ loading
     async def _load(self, rids: list[int]) -> list[StoredResource]:
-        return await load_by_rids(self.conn, rids)
+        return await load_by_rids(self.rows, self.dialect, rids)
 
     async def _save_snapshot(self, ctx: AccessContext, query: SearchQuery, rids: list[int]) -> str:
         snapshot_id = str(uuid.uuid4())

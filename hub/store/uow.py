@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.security import audit
-from hub.store.raw import RawWrites, raw_writes
+from hub.store.raw import RawWrites, driver_rows, raw_writes
 from hub.store.schema import outbox
 from hub.store.sql import SqlResourceRepository
 
@@ -46,13 +46,20 @@ class UnitOfWork:
         self._raw: RawWrites | None = None
 
     async def __aenter__(self) -> UnitOfWork:
-        self.conn = await self.runtime.engine.connect()
         if self.readonly:
-            await self.conn.execution_options(isolation_level="AUTOCOMMIT", hub_readonly=True)
+            self.conn = LazyReadConnection(self.runtime.engine)  # type: ignore[assignment]
         else:
+            self.conn = await self.runtime.engine.connect()
             await self.conn.begin()
         self.resources = SqlResourceRepository(self.conn, self.runtime, self)
         return self
+
+    async def rows(self, sql: str, params: list[Any]) -> list[Any]:
+        """A driver-level query: on this unit's transaction (read-write: it must see its own writes), or on the
+        fast reader (read-only units run autocommit anyway, so no pooled connection is needed)."""
+        if self.readonly:
+            return await self.runtime.fast.rows(sql, params)
+        return await driver_rows(self.conn, sql, params)
 
     async def raw(self) -> RawWrites:
         """Driver-level writes for the repository's fixed shapes, in this unit's transaction (hub/store/raw.py)."""
@@ -139,3 +146,44 @@ class UnitOfWork:
             if include_work:
                 for fn in self._deferred:
                     await fn(conn)
+
+
+class LazyReadConnection:
+    """The SQLAlchemy connection of a read-only unit of work, checked out (autocommit) on first use: checkout,
+    isolation switch and return cost ~0.2 ms a request, and a read answered through the driver (UnitOfWork.rows)
+    never needs it. Offers the AsyncConnection methods the repository and domain reads use."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._conn: AsyncConnection | None = None
+
+    async def _open(self) -> AsyncConnection:
+        if self._conn is None:
+            conn = await self.engine.connect()
+            await conn.execution_options(isolation_level="AUTOCOMMIT", hub_readonly=True)
+            self._conn = conn
+        return self._conn
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._open()).execute(*args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._open()).scalar(*args, **kwargs)
+
+    async def stream(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._open()).stream(*args, **kwargs)
+
+    async def run_sync(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._open()).run_sync(*args, **kwargs)
+
+    async def get_raw_connection(self) -> Any:
+        return await (await self._open()).get_raw_connection()
+
+    def get_execution_options(self) -> dict[str, Any]:
+        return {"isolation_level": "AUTOCOMMIT", "hub_readonly": True}
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
