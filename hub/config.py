@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     max_in_flight: int = 256
     # group commit: concurrent single-resource writes share one transaction of at most this many (1 = off)
     group_commit_max: int = 32
+    # batches written side by side per process (measured on PostgreSQL: 2 gave no more writes/s than 1)
+    group_commit_concurrency: int = 1
     db_pool_size: int = 10
     rate_limit_per_minute: int = 0  # per client (token subject); 0 = off
     json_logs: bool = False

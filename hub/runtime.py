@@ -68,7 +68,7 @@ class Runtime:
         domains.install(runtime)
         runtime.dispatcher = _make_dispatcher(runtime)
         runtime.fast = make_fast_reader(settings)
-        runtime.writes = GroupCommit(runtime, settings.group_commit_max)
+        runtime.writes = GroupCommit(runtime, settings.group_commit_max, settings.group_commit_concurrency)
         return runtime
 
     def uow(self, request_id: str | None = None, *, readonly: bool = False) -> Any:

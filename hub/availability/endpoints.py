@@ -79,7 +79,8 @@ async def _set_status(request: Request, location_id: str, ctx: AccessContext) ->
     code = _status_parameter(body)
     expected = parse_etag(request.headers.get("if-match"))
     result = await write(request, lambda uow: service.set_bed_status(uow, ctx, location_id, code,
-                                                                     expected_version=expected))
+                                                                     expected_version=expected),
+                         key=f"Location/{location_id}")
     return stored_response(result.stored, base_url(request))
 
 

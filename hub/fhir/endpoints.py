@@ -255,6 +255,7 @@ async def _update(request: Request, res_type: str, res_id: str, ctx: AccessConte
     result = await write(
         request,
         lambda uow: interactions.update(uow, ctx, res_type, res_id, resource, if_match=if_match, validated=True),
+        key=f"{res_type}/{res_id}",
     )
     return write_response(request, result)
 
@@ -264,7 +265,11 @@ async def patch(request: Request, res_type: str, res_id: str, ctx: Access) -> Re
     supported(request, res_type)
     ops = await body_json(request, patch=True)
     if_match = interactions.parse_etag(request.headers.get("if-match"))
-    result = await write(request, lambda uow: interactions.patch(uow, ctx, res_type, res_id, ops, if_match=if_match))
+    result = await write(
+        request,
+        lambda uow: interactions.patch(uow, ctx, res_type, res_id, ops, if_match=if_match),
+        key=f"{res_type}/{res_id}",
+    )
     return write_response(request, result)
 
 
@@ -272,7 +277,9 @@ async def patch(request: Request, res_type: str, res_id: str, ctx: Access) -> Re
 async def delete(request: Request, res_type: str, res_id: str, ctx: Access) -> Response:
     supported(request, res_type)
     if_match = interactions.parse_etag(request.headers.get("if-match"))
-    stored = await write(request, lambda uow: uow.resources.delete(ctx, res_type, res_id, if_match=if_match))
+    stored = await write(
+        request, lambda uow: uow.resources.delete(ctx, res_type, res_id, if_match=if_match), key=f"{res_type}/{res_id}"
+    )
     headers = {"ETag": stored.etag} if stored else {}
     return Response(status_code=204, headers=headers)
 

@@ -51,10 +51,11 @@ def uow_for(request: Request, *, readonly: bool = False) -> UnitOfWork:
 T = TypeVar("T")
 
 
-async def write(request: Request, work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+async def write(request: Request, work: Callable[[UnitOfWork], Awaitable[T]], *, key: str | None = None) -> T:
     """A single-resource write in a unit of work — shared with concurrent writes (hub/store/group_commit.py) —
-    committed before this returns, so the response never announces an uncommitted change."""
-    return await runtime_of(request).writes.run(work, getattr(request.state, "request_id", None))
+    committed before this returns, so the response never announces an uncommitted change. `key`: the resource
+    it changes ("Type/id"), which orders the writes of a shared transaction."""
+    return await runtime_of(request).writes.run(work, getattr(request.state, "request_id", None), key=key)
 
 
 async def negotiate(request: Request) -> None:

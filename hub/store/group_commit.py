@@ -11,8 +11,11 @@ commit fails, nothing of the batch is kept: the batch is rolled back and every r
 unit of work of its own, so a failing request fails alone and exactly as it would have without batching. The
 response of every request leaves only after its data is committed.
 
-Batches run one at a time per process: two concurrent batches could take row locks in opposite orders (e.g.
-aggregate rows of two providers) and deadlock where single requests would merely wait.
+Lock order: a batch writes its requests ordered by the resource they change (creates first, in arrival order;
+requests for the same resource keep their arrival order), and domain hooks apply shared counters in key order at
+commit (availability/aggregate.py), so concurrent batches — of two API processes, or `concurrency` > 1 in one —
+take row locks in one order. Should a deadlock still happen (a hook taking other rows), it is a failed batch like
+any other: rolled back, each request run again alone.
 """
 
 from __future__ import annotations
@@ -40,27 +43,32 @@ class _Pending(Generic[T]):
     work: Work[T]
     request_id: str | None
     future: asyncio.Future[T]
+    key: str | None  # the resource the work changes ("Location/123"); None: a create
+
+
+def _lock_order(pending: _Pending[Any]) -> tuple[bool, str]:
+    return (pending.key is not None, pending.key or "")
 
 
 class GroupCommit:
     """Writes of concurrent requests, batched into shared transactions (at most `max_batch` requests each)."""
 
-    def __init__(self, runtime: Runtime, max_batch: int) -> None:
+    def __init__(self, runtime: Runtime, max_batch: int, concurrency: int = 1) -> None:
         self.runtime = runtime
         self.max_batch = max_batch
+        self.concurrency = max(1, concurrency)
         self._queue: deque[_Pending[Any]] = deque()
         self._drainers: set[asyncio.Task[None]] = set()  # referenced: the loop holds tasks only weakly
-        self.concurrency = 1
         self.batches = 0  # observability (and the tests): how many shared transactions ran, how many fell back
         self.fallbacks = 0
 
-    async def run(self, work: Work[T], request_id: str | None = None) -> T:
+    async def run(self, work: Work[T], request_id: str | None = None, *, key: str | None = None) -> T:
         """Run `work` in a unit of work — shared with concurrent requests when batching is on — and return its
-        result once committed; its exception if it failed."""
+        result once committed; its exception if it failed. `key`: the resource the work changes, if known."""
         if self.max_batch <= 1:
             return await _alone(self.runtime, work, request_id)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(work, request_id, future))
+        self._queue.append(_Pending(work, request_id, future, key))
         if len(self._drainers) < self.concurrency:
             drainer = asyncio.create_task(self._drain())
             self._drainers.add(drainer)
@@ -70,7 +78,7 @@ class GroupCommit:
         try:
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-                await self._write(batch)
+                await self._write(sorted(batch, key=_lock_order))
         except BaseException as exc:  # cancelled at shutdown: nobody may wait forever
             for pending in self._queue:
                 _settle(pending, exc=exc)

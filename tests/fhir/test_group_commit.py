@@ -118,3 +118,21 @@ async def test_batching_off_runs_each_write_in_its_own_transaction(hub):
         assert writes.batches == batches
     finally:
         writes.max_batch = saved
+
+
+async def test_a_shared_transaction_writes_creates_first_then_by_resource_in_arrival_order(hub):
+    """Concurrent batches must take row locks in one order (no deadlock between them)."""
+    writes = hub.runtime.writes
+    order: list[str] = []
+
+    def work(label: str) -> Any:
+        async def run(uow: Any) -> str:
+            order.append(label)
+            return label
+        return run
+
+    arrivals = [("L/b#1", "Location/b"), ("create#1", None), ("L/a", "Location/a"), ("L/b#2", "Location/b"),
+                ("create#2", None)]
+    results = await asyncio.gather(*(writes.run(work(label), key=key) for label, key in arrivals))
+    assert results == [label for label, _ in arrivals]  # each request still gets its own result
+    assert order == ["create#1", "create#2", "L/a", "L/b#1", "L/b#2"]
