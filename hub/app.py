@@ -130,9 +130,10 @@ async def startup(runtime: Runtime) -> None:
     from hub import domains
 
     if runtime.settings.is_sqlite:
-        from hub.store.migrate import upgrade
+        from hub.store.migrate import sqlite_at_head, upgrade
 
-        await asyncio.to_thread(upgrade, runtime.settings.database_url)
+        if not sqlite_at_head(runtime.settings.database_url):
+            await asyncio.to_thread(upgrade, runtime.settings.database_url)
     await domains.on_startup(runtime)
 
 
