@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from hub.config import Settings
 from hub.store.repository import StoredResource
 
-_SQL = (
+CURRENT_SQL = _SQL = (
     "SELECT rid, version, last_updated, content, deleted, owner_org, patient_id, medical "
     "FROM resources WHERE res_type = {0} AND res_id = {1}"
 )

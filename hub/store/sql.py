@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import Conflict, Forbidden, Gone, NotFound, PreconditionFailed
@@ -20,6 +20,7 @@ from hub.fhir.indexing import index_rows
 from hub.fhir.validation import validate
 from hub.security import audit, policy
 from hub.security.context import AccessContext
+from hub.store.fast import CURRENT_SQL, stored_from_row
 from hub.store.repository import StoredResource, WriteResult
 from hub.store.schema import resource_versions, resources
 
@@ -41,9 +42,7 @@ STORED_COLUMNS = (  # what a StoredResource needs, in row_to_stored order
 )
 _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
 # Statements built once: constructing them per call costs more than executing them (compiled-cache hits).
-_CURRENT = select(*STORED_COLUMNS).where(
-    resources.c.res_type == bindparam("b_type"), resources.c.res_id == bindparam("b_id")
-)
+_CURRENT_SQL = {True: CURRENT_SQL.format("?", "?"), False: CURRENT_SQL.format("$1", "$2")}  # key: is SQLite
 
 
 def utcnow() -> datetime:
@@ -56,6 +55,8 @@ def instant(ts: datetime) -> str:
 
 
 def row_to_stored(row: Any) -> StoredResource:
+    if isinstance(row, StoredResource):
+        return row
     return StoredResource(
         res_type=row.res_type,
         res_id=row.res_id,
@@ -77,8 +78,11 @@ class SqlResourceRepository:
         self.conn, self.runtime, self.uow = conn, runtime, uow
 
     # ---------------------------------------------------------------- reads
-    async def _current(self, res_type: str, res_id: str) -> Any:
-        return (await self.conn.execute(_CURRENT, {"b_type": res_type, "b_id": res_id})).first()
+    async def _current(self, res_type: str, res_id: str) -> StoredResource | None:
+        """The current row by primary key, through the driver (on every read and write path: SQLAlchemy Core
+        costs ~0.1 ms more per statement), on the unit of work's connection or, read-only, the fast reader."""
+        rows = await self.uow.rows(_CURRENT_SQL[self.conn.dialect.name == "sqlite"], [res_type, res_id])
+        return stored_from_row(res_type, res_id, tuple(rows[0])) if rows else None
 
     async def read_raw(
         self, ctx: AccessContext, res_type: str, res_id: str, *, audit_read: bool = True
@@ -231,6 +235,7 @@ class SqlResourceRepository:
         row = {"res_type": res_type, "res_id": res_id, "version": version, "last_updated": now, "deleted": True,
                "content": current.content, "owner_org": current.owner_org, "patient_id": current.patient_id,
                "medical": current.medical}
+        assert current.rid is not None  # read from the database just now
         if not await (await self.uow.raw()).update(current.rid, current.version, row, "DELETE", {}):
             raise Conflict(f"{res_type}/{res_id} was changed by another request")
         before = orjson.loads(current.content)
