@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import weakref
@@ -164,6 +165,7 @@ class SQLiteDialect_inloop(SQLiteDialect_pysqlite):
             super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
         finally:
             self._release(dbapi_connection)
+        wal_reset_due(_unwrapped(dbapi_connection).hub_database)
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         try:
@@ -181,40 +183,101 @@ class SQLiteDialect_inloop(SQLiteDialect_pysqlite):
         self.do_close(dbapi_connection)
 
 
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+_checkpointers: dict[str, Checkpointer] = {}
+
+
 class Checkpointer:
-    """Moves WAL checkpoints off the event loop.
+    """Moves WAL checkpoints off the event loop, and keeps the WAL file bounded.
 
     With SQLite's automatic checkpoint the commit that crosses 1,000 WAL pages copies them into the database file
     and fsyncs it — in the loop, ~0.3 ms per commit on average here. The hub's connections switch that off
     (`wal_autocheckpoint=0`); this thread runs a PASSIVE checkpoint (never blocks readers or writers) on its own
-    connection every `interval` seconds, so the WAL stays small without any request paying for it.
+    connection every `interval` seconds, so no request pays for it.
+
+    A PASSIVE checkpoint copies pages but never rewinds the WAL while writes keep coming: under sustained writes the
+    file grew to ~700 MB in a one-minute benchmark. Past `limit` bytes the thread asks for a reset: the next commit
+    in the loop (`wal_reset_due`) starts a task that takes the writers' queue — in-loop writers wait there, as
+    for any writer — and runs a TRUNCATE checkpoint in a worker thread, which empties the file.
     """
 
-    def __init__(self, database: str, interval: float = 0.5) -> None:
-        self.database, self.interval = database, interval
+    def __init__(self, database: str, interval: float = 0.5, limit: int = WAL_LIMIT_BYTES) -> None:
+        self.database, self.interval, self.limit = database, interval, limit
+        self.reset_wanted = False
+        self.resets = 0
+        self._resetting = False
+        self._task: asyncio.Task[None] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
 
     def start(self) -> Checkpointer:
+        _checkpointers[self.database] = self
         self._thread.start()
         return self
+
+    def passive(self, conn: sqlite3.Connection) -> None:
+        """One PASSIVE checkpoint; flags a reset when the WAL has grown past the limit."""
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        if wal_bytes(self.database) > self.limit:
+            self.reset_wanted = True
 
     def _run(self) -> None:
         conn = sqlite3.connect(self.database, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.passive(conn)
                 except sqlite3.Error:
                     log.warning("WAL checkpoint of %s failed; retried in %.1f s", self.database, self.interval)
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             conn.close()
 
+    def start_reset(self) -> None:
+        """Called in the loop after a commit: start the reset task once (the loop holds tasks weakly; so do we)."""
+        if self.reset_wanted and not self._resetting:
+            self._resetting = True
+            self._task = asyncio.get_running_loop().create_task(self.reset())
+
+    async def reset(self) -> None:
+        """TRUNCATE checkpoint while holding the writers' queue, in a worker thread (readers never wait)."""
+        try:
+            async with write_lock(self.database):
+                await asyncio.to_thread(self._truncate)
+            self.reset_wanted = False
+            self.resets += 1
+        except (sqlite3.Error, TimeoutError):
+            log.warning("WAL reset of %s failed; retried after a later commit", self.database)
+        finally:
+            self._resetting = False
+
+    def _truncate(self) -> None:
+        conn = sqlite3.connect(self.database, timeout=BUSY_TIMEOUT_SECONDS)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         self._stop.set()
+        if _checkpointers.get(self.database) is self:
+            del _checkpointers[self.database]
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+
+
+def wal_bytes(database: str) -> int:
+    try:
+        return os.path.getsize(f"{database}-wal")
+    except OSError:
+        return 0
+
+
+def wal_reset_due(database: str) -> None:
+    """After a commit in the loop: let the checkpointer empty an overgrown WAL (see Checkpointer)."""
+    checkpointer = _checkpointers.get(database)
+    if checkpointer is not None and checkpointer.reset_wanted:
+        checkpointer.start_reset()
 
 
 registry.register("sqlite.inloop", "hub.store.sqlite_inloop", "SQLiteDialect_inloop")

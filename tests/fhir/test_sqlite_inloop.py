@@ -76,3 +76,35 @@ async def test_reads_do_not_queue_behind_a_writer(tmp_path: Path) -> None:
             await reader.close()
     finally:
         await engine.dispose()
+
+
+async def test_an_overgrown_wal_is_emptied_with_the_writers_queued(tmp_path: Path) -> None:
+    """PASSIVE checkpoints never rewind a WAL under steady writes; past its limit the checkpointer empties it
+    (TRUNCATE) while holding the writers' queue, and nothing written is lost."""
+    import sqlite3
+
+    from hub.store.sqlite_inloop import _checkpointers, wal_bytes
+
+    engine = await _engine(tmp_path)
+    database = str(engine.url.database)
+    checkpointer = _checkpointers[database]
+    checkpointer.limit = 64 * 1024
+    try:
+        for batch in range(20):
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t SELECT value FROM json_each(:v)"),
+                                   {"v": "[" + ",".join(str(batch * 500 + i) for i in range(500)) + "]"})
+        assert wal_bytes(database) > checkpointer.limit
+        with sqlite3.connect(database) as observer:
+            checkpointer.passive(observer)
+        assert checkpointer.reset_wanted
+        async with engine.begin() as conn:  # the next commit in the loop starts the reset
+            await conn.execute(text("INSERT INTO t VALUES (-1)"))
+        assert checkpointer._task is not None
+        await asyncio.wait_for(checkpointer._task, timeout=10)
+        assert checkpointer.resets == 1 and not checkpointer.reset_wanted
+        assert wal_bytes(database) == 0
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one() == 20 * 500 + 1
+    finally:
+        await engine.dispose()
