@@ -18,9 +18,10 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from sqlalchemy import Table
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Table, event
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.util import await_only
 
 from hub.store.fast import stored_from_row
 from hub.store.repository import StoredResource
@@ -47,6 +48,12 @@ class RawWrites(Protocol):
         """Compare-and-set the resource row, add the version, replace the index rows; False if the version moved.
         A deletion is an update with `deleted` set and no index rows (its version row keeps no content)."""
 
+    async def flush(self) -> None:
+        """Send what is buffered (PostgreSQL: creates after the first of a unit of work)."""
+
+    def discard(self) -> None:
+        """The unit of work is over: drop anything buffered."""
+
 
 # ------------------------------------------------------------------------------------------------ SQLite
 class SqliteWrites:
@@ -56,6 +63,12 @@ class SqliteWrites:
         self.conn = connection
         self.resource, self.version, self.index = statements.resource, statements.version, statements.index
         self._update_sql, self._update_procs = statements.update_sql, statements.update_processors
+
+    async def flush(self) -> None:
+        return None  # every statement runs at once (in-process, microseconds)
+
+    def discard(self) -> None:
+        return None
 
     async def create(self, row: Row, method: str, index: dict[str, list[Row]]) -> int:
         try:
@@ -176,7 +189,28 @@ def _pg_update_sql() -> str:
     )
 
 
-PG_CREATE, PG_UPDATE = _pg_create_sql(), _pg_update_sql()
+def _pg_create_many_sql() -> str:
+    """Many creates with their rids already allocated: every table filled from `unnest`ed arrays, one statement
+    (foreign keys are checked at its end, when the resource rows exist)."""
+    res = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_PG_RESOURCE_TYPES))
+    ctes = [f"r AS (INSERT INTO resources (rid, {', '.join(_RESOURCE_COLUMNS)}) SELECT * FROM unnest({res}))",
+            "v AS (INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, deleted, "
+            "content) SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::int4[], $5::timestamp[], "
+            "$11::text[], $6::bool[], $7::bytea[]))"]
+    n = 12
+    for kind in KINDS:
+        cols = INDEX_COLUMNS[kind]
+        arrays = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(("int8", "text", *_PG_ARRAY_TYPES[kind])))
+        n += len(cols) + 2
+        ctes.append(f"i_{kind} AS (INSERT INTO {INDEX_TABLES[kind].name} (rid, res_type, {', '.join(cols)}) "
+                    f"SELECT * FROM unnest({arrays}))")
+    return "WITH " + ", ".join(ctes) + " SELECT 1"
+
+
+_pg_writers: dict[int, PgWrites] = {}  # id(asyncpg adapter) -> its unit of work's writer, while the unit runs
+_PG_RESOURCE_TYPES = ("int8", "text", "text", "int4", "timestamp", "bool", "bytea", "text", "text", "bool")
+PG_CREATE, PG_UPDATE, PG_CREATE_MANY = _pg_create_sql(), _pg_update_sql(), _pg_create_many_sql()
+PG_ALLOCATE_RIDS = "SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, $1)"
 
 
 def _pg_arrays(index: dict[str, list[Row]]) -> list[list[Any]]:
@@ -197,21 +231,64 @@ async def _pg_connection(adapted: Any) -> Any:
 
 
 class PgWrites:
-    """One round trip per create/update on the asyncpg connection under SQLAlchemy's adapter."""
+    """Creates and updates on the asyncpg connection under SQLAlchemy's adapter.
+
+    The first create of a unit of work is one statement, as a lone POST needs. Further creates of the same unit
+    (a transaction Bundle, a group-commit batch) take rids from a block allocated from the sequence and are
+    buffered; they go to the database as one multi-row statement (measured: 2.2-2.5x less database time per create
+    than one statement each) before anything else runs on the connection — every SQLAlchemy statement
+    (`flush_before_statement`), every driver-level statement here or in UnitOfWork.rows, and COMMIT — so no read
+    in the transaction can miss them. A unit that ends any other way drops the buffer (`discard`).
+    """
 
     def __init__(self, adapted: Any) -> None:
         self.adapted = adapted  # SQLAlchemy's AsyncAdapt_asyncpg_connection: owns the transaction
-
+        self._buffer: list[tuple[int, Row, str, dict[str, list[Row]]]] = []
+        self._rids: list[int] = []
+        self._creates = 0
+        _pg_writers[id(adapted)] = self  # the adapter has __slots__: the statement hook finds us here
 
     async def create(self, row: Row, method: str, index: dict[str, list[Row]]) -> int:
-        values = [row[c] for c in _RESOURCE_COLUMNS]
-        return int(await self._fetchval(PG_CREATE, *values, method, *_pg_arrays(index)))
+        self._creates += 1
+        if self._creates == 1:
+            values = [row[c] for c in _RESOURCE_COLUMNS]
+            return int(await self._fetchval(PG_CREATE, *values, method, *_pg_arrays(index)))
+        if not self._rids:
+            block = min(256, 16 << min(self._creates // 16, 4))
+            self._rids = [int(r[0]) for r in await self._fetch(PG_ALLOCATE_RIDS, block)]
+        rid = self._rids.pop(0)
+        self._buffer.append((rid, row, method, index))
+        return rid
 
     async def update(self, rid: int, expected_version: int, row: Row, method: str,
                      index: dict[str, list[Row]]) -> bool:
+        await self.flush()
         values = [row[c] for c in _RESOURCE_COLUMNS]
         count = await self._fetchval(PG_UPDATE, *values, rid, expected_version, method, *_pg_arrays(index))
         return bool(count == 1)
+
+    async def flush(self) -> None:
+        """Write the buffered creates (one statement)."""
+        if not self._buffer:
+            return
+        buffer, self._buffer = self._buffer, []
+        await self._fetchval(PG_CREATE_MANY, *_pg_many_arrays(buffer))
+
+    def discard(self) -> None:
+        """The unit of work ended (committed after a flush, or rolled back): nothing may outlive it."""
+        self._buffer.clear()
+        self._rids.clear()
+        if _pg_writers.get(id(self.adapted)) is self:
+            del _pg_writers[id(self.adapted)]
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        await self.flush()
+        try:
+            conn = await _pg_connection(self.adapted)
+            return list(await conn.fetch(sql, *args))
+        except Exception as exc:
+            _raise_translated(self.adapted, sql, exc)
+            raise
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
         """Driver errors come out as the SQLAlchemy exceptions Core would raise (IntegrityError for a duplicate
@@ -220,11 +297,41 @@ class PgWrites:
             conn = await _pg_connection(self.adapted)
             return await conn.fetchval(sql, *args)
         except Exception as exc:
-            try:
-                self.adapted._handle_exception(exc)
-            except Exception as translated:
-                raise DBAPIError.instance(sql, None, translated, self.adapted.dbapi.Error) from exc
+            _raise_translated(self.adapted, sql, exc)
             raise
+
+
+def _raise_translated(adapted: Any, sql: str, exc: Exception) -> None:
+    try:
+        adapted._handle_exception(exc)
+    except Exception as translated:
+        raise DBAPIError.instance(sql, None, translated, adapted.dbapi.Error) from exc
+
+
+def _pg_many_arrays(buffer: list[tuple[int, Row, str, dict[str, list[Row]]]]) -> list[list[Any]]:
+    """The arrays of PG_CREATE_MANY: resource columns (rid first), the methods, then per index kind rid, res_type
+    and its value columns."""
+    arrays: list[list[Any]] = [[rid for rid, _, _, _ in buffer]]
+    arrays += [[row[c] for _, row, _, _ in buffer] for c in _RESOURCE_COLUMNS]
+    arrays.append([method for _, _, method, _ in buffer])
+    for kind in KINDS:
+        rows = [(rid, row["res_type"], r) for rid, row, _, index in buffer for r in index.get(kind) or []]
+        arrays.append([rid for rid, _, _ in rows])
+        arrays.append([res_type for _, res_type, _ in rows])
+        arrays += [[r.get(c) for _, _, r in rows] for c in INDEX_COLUMNS[kind]]
+    return arrays
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def flush_before_statement(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any,
+                           executemany: bool) -> None:
+    """Buffered creates reach the database before any SQLAlchemy statement on the same connection (this runs in
+    SQLAlchemy's greenlet, where awaiting the driver is allowed)."""
+    if not _pg_writers:
+        return
+    writes = _pg_writers.get(id(getattr(conn.connection, "dbapi_connection", None)))
+    if writes is not None and writes._buffer and writes.adapted is conn.connection.dbapi_connection:
+        await_only(writes.flush())
 
 
 # ------------------------------------------------------------------------------------------------ reads

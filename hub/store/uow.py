@@ -59,6 +59,8 @@ class UnitOfWork:
         fast reader (read-only units run autocommit anyway, so no pooled connection is needed)."""
         if self.readonly:
             return await self.runtime.fast.rows(sql, params)
+        if self._raw is not None:
+            await self._raw.flush()
         return await driver_rows(self.conn, sql, params)
 
     async def raw(self) -> RawWrites:
@@ -123,11 +125,15 @@ class UnitOfWork:
                     await callback()
                 for event in self._refusals:
                     await audit.append(self.conn, event)
+                if self._raw is not None:
+                    await self._raw.flush()
                 await self.conn.commit()
                 self.committed = True
             elif not self.readonly:
                 await self.conn.rollback()
         finally:
+            if self._raw is not None:
+                self._raw.discard()
             await self.conn.close()
         if self.readonly and (self._deferred or self._refusals):
             await self._write_deferred(include_work=exc_type is None)
