@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.fhir import interactions
-from hub.store import raw as raw_module
 from hub.security.context import AccessContext
+from hub.store import raw as raw_module
 from hub.store.schema import idx_string, resources
 
 pytestmark = pytest.mark.parametrize("hub_session", ["postgresql"], indirect=True)
