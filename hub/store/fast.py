@@ -19,10 +19,12 @@ from sqlalchemy.engine import make_url
 from hub.config import Settings
 from hub.store.repository import StoredResource
 
-CURRENT_SQL = _SQL = (
+_CURRENT = (
     "SELECT rid, version, last_updated, content, deleted, owner_org, patient_id, medical "
     "FROM resources WHERE res_type = {0} AND res_id = {1}"
 )
+# The current row by (type, id) in each driver's placeholders (the fast readers and the repository share it).
+CURRENT_SQL = {"sqlite": _CURRENT.format("?", "?"), "postgresql": _CURRENT.format("$1", "$2")}
 
 
 class FastReader(Protocol):
@@ -67,7 +69,7 @@ class SqliteFastReader:
         return self._conn
 
     async def current(self, res_type: str, res_id: str) -> StoredResource | None:
-        row = self._connection().execute(_SQL.format("?", "?"), (res_type, res_id)).fetchone()
+        row = self._connection().execute(CURRENT_SQL["sqlite"], (res_type, res_id)).fetchone()
         return None if row is None else stored_from_row(res_type, res_id, row)
 
     async def rows(self, sql: str, params: list[Any]) -> list[Any]:
@@ -143,7 +145,7 @@ class PgFastReader:
         self.round_trips += 1
         if len(keys) == 1:
             res_type, res_id = keys[0]
-            row = await pool.fetchrow(_SQL.format("$1", "$2"), res_type, res_id)
+            row = await pool.fetchrow(CURRENT_SQL["postgresql"], res_type, res_id)
             return {} if row is None else {keys[0]: stored_from_row(res_type, res_id, tuple(row))}
         rows = await pool.fetch(_SQL_MANY, [k[0] for k in keys], [k[1] for k in keys])
         return {(r[0], r[1]): stored_from_row(r[0], r[1], tuple(r)[2:]) for r in rows}

@@ -48,6 +48,7 @@ def sqlite_at_head(database_url: str) -> bool:
 
 def alembic_config(database_url: str, schema: str | None = None) -> Config:
     from alembic.config import Config
+
     cfg = Config()
     if schema:
         cfg.set_main_option("database_schema", schema)

@@ -282,7 +282,7 @@ class PgWrites:
             del _pg_writers[id(self.adapted)]
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        await self.flush()
+        await self.flush()  # (only the rid allocation comes here: flushing then keeps the buffer to one block)
         try:
             conn = await _pg_connection(self.adapted)
             return list(await conn.fetch(sql, *args))

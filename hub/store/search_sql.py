@@ -35,7 +35,7 @@ from hub.fhir.searchparams import SearchRegistry
 from hub.security import policy
 from hub.security.context import AccessContext
 from hub.store import search_text
-from hub.store.raw import RowsFn, driver_rows, load_by_rids
+from hub.store.raw import RowsFn, load_by_rids
 from hub.store.repository import StoredResource
 from hub.store.schema import (
     idx_date,
@@ -75,12 +75,11 @@ class SqlSearch:
         max_snapshot: int = 50_000,
         max_include: int = 1000,
         write: Any = None,
-        rows: RowsFn | None = None,
+        rows: RowsFn,
     ) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
-        # driver-level queries: the unit of work's (read-only units: the fast reader, no pooled connection)
-        self.rows: RowsFn = rows or (lambda sql, params: driver_rows(conn, sql, params))
+        self.rows = rows  # driver-level queries: UnitOfWork.rows (read-only units: the fast reader)
         self.registry = registry
         self.write = write  # the unit of work's writer (deferred in read-only units); None: write directly
         self.expand_valueset = expand_valueset

@@ -42,7 +42,6 @@ STORED_COLUMNS = (  # what a StoredResource needs, in row_to_stored order
 )
 _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
 # Statements built once: constructing them per call costs more than executing them (compiled-cache hits).
-_CURRENT_SQL = {True: CURRENT_SQL.format("?", "?"), False: CURRENT_SQL.format("$1", "$2")}  # key: is SQLite
 
 
 def utcnow() -> datetime:
@@ -55,8 +54,6 @@ def instant(ts: datetime) -> str:
 
 
 def row_to_stored(row: Any) -> StoredResource:
-    if isinstance(row, StoredResource):
-        return row
     return StoredResource(
         res_type=row.res_type,
         res_id=row.res_id,
@@ -81,7 +78,7 @@ class SqlResourceRepository:
     async def _current(self, res_type: str, res_id: str) -> StoredResource | None:
         """The current row by primary key, through the driver (on every read and write path: SQLAlchemy Core
         costs ~0.1 ms more per statement), on the unit of work's connection or, read-only, the fast reader."""
-        rows = await self.uow.rows(_CURRENT_SQL[self.conn.dialect.name == "sqlite"], [res_type, res_id])
+        rows = await self.uow.rows(CURRENT_SQL[self.conn.dialect.name], [res_type, res_id])
         return stored_from_row(res_type, res_id, tuple(rows[0])) if rows else None
 
     async def read_raw(
@@ -95,7 +92,7 @@ class SqlResourceRepository:
             raise NotFound(f"{res_type}/{res_id} is not known")
         if row.deleted:
             raise Gone(f"{res_type}/{res_id} was deleted", headers={"ETag": f'W/"{row.version}"'})
-        stored = row_to_stored(row)
+        stored = row
         if audit_read:
             await self.audit_access(ctx, "read", [stored])
         return stored
@@ -194,8 +191,7 @@ class SqlResourceRepository:
             validate(resource, self.runtime.rules)
         before = None if current.deleted else orjson.loads(current.content)
         if before is not None and _same_content(before, resource):
-            unchanged = current if isinstance(current, StoredResource) else row_to_stored(current)
-            return WriteResult(unchanged, created=False, unchanged=True)
+            return WriteResult(current, created=False, unchanged=True)
         version, now = current.version + 1, utcnow()
         resource = _with_meta(resource, res_id, version, now)
         content = orjson.dumps(resource)
@@ -226,7 +222,7 @@ class SqlResourceRepository:
         ):
             return None
         if current.deleted:
-            return row_to_stored(current)
+            return current
         policy.check_write(ctx, res_type, existing_owner=current.owner_org, resource=None)
         if if_match is not None and if_match != current.version:
             raise PreconditionFailed(f"{res_type}/{res_id} is at version {current.version}, not {if_match}")

@@ -174,20 +174,8 @@ class LazyReadConnection:
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return await (await self._open()).execute(*args, **kwargs)
 
-    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
-        return await (await self._open()).scalar(*args, **kwargs)
-
-    async def stream(self, *args: Any, **kwargs: Any) -> Any:
-        return await (await self._open()).stream(*args, **kwargs)
-
-    async def run_sync(self, *args: Any, **kwargs: Any) -> Any:
-        return await (await self._open()).run_sync(*args, **kwargs)
-
     async def get_raw_connection(self) -> Any:
         return await (await self._open()).get_raw_connection()
-
-    def get_execution_options(self) -> dict[str, Any]:
-        return {"isolation_level": "AUTOCOMMIT", "hub_readonly": True}
 
     async def close(self) -> None:
         if self._conn is not None:
