@@ -33,10 +33,13 @@ class WriteHooks:
         self.hooks.append(hook)
 
     async def after_write(
-        self, uow: Any, ctx: AccessContext, res_type: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+        self, uow: Any, ctx: AccessContext, res_type: str, before: dict[str, Any] | None, after: dict[str, Any] | None,
+        *, skip: Hook | None = None,
     ) -> None:
+        """`skip`: a hook whose work the writer does itself (a batched write that applies it for the whole set)."""
         for hook in self.hooks:
-            await hook(uow, ctx, res_type, before, after)
+            if hook is not skip:
+                await hook(uow, ctx, res_type, before, after)
 
 
 @dataclass

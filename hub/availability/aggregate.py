@@ -77,6 +77,14 @@ async def stored_source(conn: Any, source: str) -> Any:
     return (await conn.execute(select(availability_sources).where(availability_sources.c.source == source))).first()
 
 
+async def stored_sources(conn: Any, sources: list[str]) -> dict[str, Any]:
+    """Several source rows in one statement (missing ones left out)."""
+    if not sources:
+        return {}
+    stmt = select(availability_sources).where(availability_sources.c.source.in_(sources))
+    return {row.source: row for row in (await conn.execute(stmt)).all()}
+
+
 def _same(old: Any, new: Contribution | None) -> bool:
     if old is None or new is None:
         return old is None and new is None
@@ -113,9 +121,11 @@ async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool,
     _defer(uow, deltas, new, now, publish, notify=True)
 
 
-async def touch(uow: Any, source: str, publish: Publish) -> None:
-    """A write that changed nothing (same status again): refresh the freshness of the source's row."""
-    old = await stored_source(uow.conn, source)
+async def touch(uow: Any, source: str, publish: Publish, *, old: Any = _UNREAD) -> None:
+    """A write that changed nothing (same status again): refresh the freshness of the source's row. `old`: the
+    stored row, when the caller has read it in this transaction (None: there is none)."""
+    if old is _UNREAD:
+        old = await stored_source(uow.conn, source)
     if old is not None and old.counted:
         _defer(uow, {Key(old.org_id, old.product, old.region): ZERO}, None, utcnow(), publish, notify=False)
 
@@ -187,9 +197,60 @@ async def _write_source(conn: Any, source: str, old: Any, new: Contribution | No
         raise SourceChanged(lost)
 
 
+# A status change rewrites only these columns of a source row (with_new_status keeps the rest).
+_STATUS_COLUMNS = ("status", *COUNTS)
+_PG_STATUS_UPDATE = (
+    "UPDATE availability_sources s SET status = u.status, total = u.total, free = u.free, occupied = u.occupied, "
+    "reserved = u.reserved, unavailable = u.unavailable, updated = $9, version = s.version + 1 "
+    "FROM unnest($1::text[], $2::int4[], $3::text[], $4::int4[], $5::int4[], $6::int4[], $7::int4[], $8::int4[]) "
+    "AS u(source, version, status, total, free, occupied, reserved, unavailable) "
+    "WHERE s.source = u.source AND s.version = u.version RETURNING s.source"
+)
+
+
+async def apply_status_changes(uow: Any, changes: list[tuple[Any, Contribution]], publish: Publish) -> dict[str, Any]:
+    """`apply` for many beds whose status alone changed (`(stored row, with_new_status(...))` each, distinct
+    sources): the source rows compare-and-set in one statement on PostgreSQL, the increments deferred as `apply`
+    defers them. The source rows as now written, by source (for a later round of the same batch)."""
+    from types import SimpleNamespace
+
+    from hub.availability.errors import SourceChanged
+    from hub.store.raw import driver_rows
+
+    if not changes:
+        return {}
+    now = utcnow()
+    moving = [(old, new) for old, new in changes if not _same(old, new)]
+    if uow.conn.dialect.name == "postgresql" and len(moving) > 1:
+        columns = [[old.source for old, _ in moving], [old.version for old, _ in moving],
+                   *[[new.columns()[c] for _, new in moving] for c in _STATUS_COLUMNS]]
+        done = await driver_rows(uow.conn, _PG_STATUS_UPDATE, [*columns, now])
+        if len(done) != len(moving):
+            raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
+    else:
+        for old, new in moving:
+            await _write_source(uow.conn, old.source, old, new, now)
+    written: dict[str, Any] = {}
+    for old, new in changes:
+        moved = not _same(old, new)
+        deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
+        if moved and old.counted:
+            deltas[Key(old.org_id, old.product, old.region)] -= Figures.of(old)
+        if new.key is not None:
+            deltas[new.key] = deltas[new.key] + (new.figures if moved else ZERO)
+        _defer(uow, deltas, new, now, publish, notify=True)
+        if moved:
+            fields = old._asdict() if hasattr(old, "_asdict") else vars(old)
+            written[old.source] = SimpleNamespace(**{**fields, **new.columns(), "updated": now,
+                                                     "version": old.version + 1})
+    return written
+
+
 async def add(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution], now: datetime) -> Changes:
     """Atomic increments of the aggregate rows, then of the regional totals, in key order. `places`: the name and
     address a row takes when it is created."""
+    if conn.dialect.name == "postgresql" and len(deltas) > 1:
+        return await _add_pg(conn, deltas, places, now)
     changes = Changes()
     totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
     try:
@@ -207,6 +268,73 @@ async def add(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribut
             raise SourceChanged("Concurrent availability updates collided; retry") from None
         raise
     return changes
+
+
+def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...]) -> str:
+    """The upsert of `_upsert` for many rows in one statement: rows come from unnested arrays in key order
+    (`WITH ORDINALITY ... ORDER BY`), so they are locked in the same order as one statement each would."""
+    columns = [*keys, *places, *COUNTS]
+    types = ["text"] * (len(keys) + len(places)) + ["int4"] * len(COUNTS)
+    arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+    n = len(columns) + 1
+    name = table.name
+    sets = [f"{c} = {name}.{c} + excluded.{c}" for c in COUNTS]
+    sets += [f"seq = {name}.seq + 1",
+             f"last_update = GREATEST({name}.last_update, excluded.last_update)"]
+    if "org_name" in places:
+        sets += [f"org_name = COALESCE({name}.org_name, excluded.org_name)",
+                 f"postcode = COALESCE(excluded.postcode, {name}.postcode)",
+                 f"city = COALESCE(excluded.city, {name}.city)"]
+    extra = ", snapshot_seq" if table is availability_rows else ""
+    extra_values = ", 0" if table is availability_rows else ""
+    return (f"INSERT INTO {name} ({', '.join(columns)}, last_update, seq{extra}) "
+            f"SELECT {', '.join(columns)}, ${n}::timestamp, 1{extra_values} FROM unnest({arrays}) WITH ORDINALITY "
+            f"AS u({', '.join(columns)}, ord) ORDER BY ord "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)} RETURNING {name}.*")
+
+
+_PG_ROWS_UPSERT = _pg_upsert_many(availability_rows, ("org_id", "product", "region"), ("org_name", "postcode", "city"))
+_PG_TOTALS_UPSERT = _pg_upsert_many(availability_totals, ("region", "product"), ())
+
+
+async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution], now: datetime) -> Changes:
+    """`add` on PostgreSQL: all rows in one statement, all totals in another."""
+    from hub.store.raw import driver_rows
+
+    keys = sorted(deltas, key=lambda k: (k.org_id, k.product, k.region))
+    totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
+    for key in keys:
+        totals[(key.region, key.product)] = totals[(key.region, key.product)] + deltas[key]
+    total_keys = sorted(totals)
+    place = [places.get(k) for k in keys]
+    row_args: list[list[Any]] = [[k.org_id for k in keys], [k.product for k in keys], [k.region for k in keys],
+                                 [p.org_name if p else None for p in place], [p.postcode if p else None for p in place],
+                                 [p.city if p else None for p in place]]
+    row_args += [[getattr(deltas[k], c) for k in keys] for c in COUNTS]
+    total_args: list[list[Any]] = [[r for r, _ in total_keys], [p for _, p in total_keys]]
+    total_args += [[getattr(totals[t], c) for t in total_keys] for c in COUNTS]
+    changes = Changes()
+    try:
+        for row in await driver_rows(conn, _PG_ROWS_UPSERT, [*row_args, now]):
+            changes.rows[Key(row["org_id"], row["product"], row["region"])] = _record_json(row)
+        for total in await driver_rows(conn, _PG_TOTALS_UPSERT, [*total_args, now]):
+            changes.totals[(total["region"], total["product"])] = _record_json(total)
+    except Exception as exc:  # (driver errors: asyncpg's DeadlockDetectedError)
+        if "deadlock" in str(exc).lower():
+            from hub.availability.errors import SourceChanged
+
+            raise SourceChanged("Concurrent availability updates collided; retry") from None
+        raise
+    return changes
+
+
+def _record_json(record: Any) -> dict[str, Any]:
+    """`row_json` of a driver record."""
+    out = dict(record)
+    out.pop("snapshot_seq", None)
+    out["last_update"] = instant(out["last_update"])
+    out["seq"] = int(out["seq"])
+    return out
 
 
 _UPSERTS: dict[tuple[str, str], Any] = {}

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from hub.availability import history, reports, service
+from hub.availability import bed_status, history, reports, service
 from hub.availability import vocabulary as v
 from hub.availability.access import Reader
 from hub.availability.broadcast import Event
@@ -32,6 +32,7 @@ from hub.fhir.indexing import date_range
 from hub.fhir.interactions import parse_etag
 from hub.fhir.responses import FhirResponse, stored_response
 from hub.security.context import AccessContext
+from hub.store.repository import WriteResult
 from hub.store.sql import instant, utcnow
 
 router = APIRouter(tags=["availability"])
@@ -78,9 +79,8 @@ async def _set_status(request: Request, location_id: str, ctx: AccessContext) ->
     body = parse_json(await request.body(), max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth)
     code = _status_parameter(body)
     expected = parse_etag(request.headers.get("if-match"))
-    result = await write(request, lambda uow: service.set_bed_status(uow, ctx, location_id, code,
-                                                                     expected_version=expected),
-                         key=f"Location/{location_id}")
+    change = bed_status.StatusChange(ctx, location_id, code, expected)
+    result: WriteResult = await write(request, bed_status.together(change), key=f"Location/{location_id}")
     return stored_response(result.stored, base_url(request))
 
 

@@ -1,5 +1,5 @@
-"""Domain functions of availability: read the picture (cache first, table as fallback), set a bed's status,
-check who may write a bed or a count, and what the provider detail view shows."""
+"""Domain functions of availability: read the picture (cache first, table as fallback), check who may write a bed
+or a count, and what the provider detail view shows (a bed's status is set by bed_status.py)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 
 from hub.availability import aggregate
 from hub.availability import vocabulary as v
-from hub.availability.errors import BadAvailabilityQuery, NotABed, NotYourLocation, UnknownBedStatus
-from hub.availability.figures import bed_facts, is_bed
+from hub.availability.errors import BadAvailabilityQuery, NotYourLocation
 from hub.availability.live import live_of
-from hub.availability.publish import publish
 from hub.availability.regions import normalise_postcode, postcode_distance
 from hub.availability.sources import Directory, Provider, provider_of_row
 from hub.availability.tables import availability_providers
-from hub.errors import Conflict, PreconditionFailed
-from hub.fhir.validation import check_rules
 from hub.security.context import AccessContext
-from hub.store.repository import WriteResult
 from hub.store.sql import utcnow
 
 log = logging.getLogger("hub.availability")
 Row = dict[str, Any]
-RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -128,43 +121,6 @@ async def check_owner(directory: Directory, ctx: AccessContext, org_ids: Iterabl
         if provider is None or not provider.is_identified_by(ctx.org):
             raise NotYourLocation(f"{what} belongs to Organization/{org_id}, not to your organisation ({ctx.org}); "
                                   "nothing was changed")
-
-
-async def set_bed_status(uow: Any, ctx: AccessContext, location_id: str, code: str, *,
-                         expected_version: int | None) -> WriteResult:
-    """Set a bed's operationalStatus (v2-0116). Unknown bed -> 404, another provider's bed -> 403, stale
-    If-Match -> 412. Without If-Match a concurrent write of the same bed is retried on the new version.
-    The same status again is a confirmation: it refreshes the figure's freshness."""
-    from hub.availability.sources import directory_for
-
-    if code not in v.BED_STATUS:
-        raise UnknownBedStatus(f"status '{code}' is not an HL7 v2 table 0116 code ({', '.join(v.BED_STATUS)})",
-                               expression=["Parameters.parameter.where(name='status')"])
-    for attempt in range(RETRIES):
-        current = await uow.resources.read_raw(ctx, "Location", location_id)
-        bed = orjson.loads(current.content)
-        facts = bed_facts(bed)
-        if facts is None or not is_bed(bed):
-            raise NotABed(f"Location/{location_id} is not a bed (physicalType bd)")
-        await check_owner(directory_for(uow), ctx, [facts.org_id], f"Location/{location_id}")
-        if expected_version is not None and expected_version != current.version:
-            raise PreconditionFailed(f"Location/{location_id} is at version {current.version}, not {expected_version}"
-                                     " (If-Match)", headers={"ETag": current.etag})
-        status = bed.get("operationalStatus") or {}
-        if (status.get("system"), status.get("code")) == (v.V2_0116, code):
-            await aggregate.touch(uow, f"Location/{location_id}", publish)
-            return WriteResult(current, created=False, unchanged=True)
-        changed = {**bed, "operationalStatus": {"system": v.V2_0116, "code": code, "display": v.BED_STATUS[code]}}
-        check_rules(changed, uow.runtime.rules)  # the stored bed was validated; the new Coding is from 0116
-        try:
-            result: WriteResult = await uow.resources.update(ctx, changed, if_match=current.version, method="PATCH",
-                                                             validated=True, current=current)
-        except (PreconditionFailed, Conflict):
-            if expected_version is not None or attempt == RETRIES - 1:
-                raise
-            continue
-        return result
-    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------------------------------------ detail view

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from hub.errors import NotAcceptable
 from hub.runtime import Runtime
 from hub.security.context import AccessContext
+from hub.store.group_commit import Together
 from hub.store.uow import UnitOfWork
 
 ACCEPTABLE = (
@@ -51,10 +52,12 @@ def uow_for(request: Request, *, readonly: bool = False) -> UnitOfWork:
 T = TypeVar("T")
 
 
-async def write(request: Request, work: Callable[[UnitOfWork], Awaitable[T]], *, key: str | None = None) -> T:
+async def write(request: Request, work: Callable[[UnitOfWork], Awaitable[T]] | Together, *,
+                key: str | None = None) -> T:
     """A single-resource write in a unit of work — shared with concurrent writes (hub/store/group_commit.py) —
     committed before this returns, so the response never announces an uncommitted change. `key`: the resource
-    it changes ("Type/id"), which orders the writes of a shared transaction."""
+    it changes ("Type/id"), which orders the writes of a shared transaction. A `Together` is written in one call
+    with the same kind of write of other requests."""
     return await runtime_of(request).writes.run(work, getattr(request.state, "request_id", None), key=key)
 
 

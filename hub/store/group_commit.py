@@ -11,6 +11,13 @@ commit fails, nothing of the batch is kept: the batch is rolled back and every r
 unit of work of its own, so a failing request fails alone and exactly as it would have without batching. The
 response of every request leaves only after its data is committed.
 
+Works of one kind can also be written *together*: a request that passes `Together(run_many, item)` has its item
+handed, with the items of the other requests of the batch that name the same `run_many`, to one call
+`run_many(uow, items)` (at the place of the first of them), which answers one outcome per item. An outcome that is
+a `Refused` is that request's error, decided before anything of it was written, so the rest of the batch is kept;
+an exception raised by `run_many` fails the batch like any failing work. Why: a write that always has the same
+shape (a bed's status) can then be one multi-row statement per batch instead of several statements per request.
+
 Lock order: a batch writes its requests ordered by the resource they change (creates first, in arrival order;
 requests for the same resource keep their arrival order), and domain hooks apply shared counters in key order at
 commit (availability/aggregate.py), so concurrent batches — of two API processes, or `concurrency` > 1 in one —
@@ -38,12 +45,38 @@ Work = Callable[["UnitOfWork"], Awaitable[T]]
 log = logging.getLogger("hub.store.group_commit")
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An outcome of `run_many` for an item it refused before writing anything of it."""
+
+    error: Exception
+
+
+RunMany = Callable[["UnitOfWork", list[Any]], Awaitable[list[Any]]]
+
+
+@dataclass(frozen=True)
+class Together:
+    """This request's part of a write done for many requests in one call (see the module docstring)."""
+
+    run_many: RunMany
+    item: Any
+
+    async def alone(self, uow: UnitOfWork) -> Any:
+        """The same write for this request alone (a batch of one, or the rerun after a failed batch)."""
+        (outcome,) = await self.run_many(uow, [self.item])
+        if isinstance(outcome, Refused):
+            raise outcome.error
+        return outcome
+
+
 @dataclass
 class _Pending(Generic[T]):
     work: Work[T]
     request_id: str | None
     future: asyncio.Future[T]
     key: str | None  # the resource the work changes ("Location/123"); None: a create
+    together: Together | None = None
 
 
 def _lock_order(pending: _Pending[Any]) -> tuple[bool, str]:
@@ -62,13 +95,16 @@ class GroupCommit:
         self.batches = 0  # observability (and the tests): how many shared transactions ran, how many fell back
         self.fallbacks = 0
 
-    async def run(self, work: Work[T], request_id: str | None = None, *, key: str | None = None) -> T:
+    async def run(self, work: Work[T] | Together, request_id: str | None = None, *, key: str | None = None) -> T:
         """Run `work` in a unit of work — shared with concurrent requests when batching is on — and return its
-        result once committed; its exception if it failed. `key`: the resource the work changes, if known."""
+        result once committed; its exception if it failed. `key`: the resource the work changes, if known.
+        A `Together` is written with the other requests' items of the same kind, in one call."""
+        together = work if isinstance(work, Together) else None
+        fn: Work[T] = together.alone if together is not None else work  # type: ignore[assignment]
         if self.max_batch <= 1:
-            return await _alone(self.runtime, work, request_id)
+            return await _alone(self.runtime, fn, request_id)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(work, request_id, future, key))
+        self._queue.append(_Pending(fn, request_id, future, key, together))
         if len(self._drainers) < self.concurrency:
             drainer = asyncio.create_task(self._drain())
             self._drainers.add(drainer)
@@ -93,15 +129,20 @@ class GroupCommit:
             return
         self.batches += 1
         uow = self.runtime.uow(None)
-        results: list[Any] = []
+        results: dict[int, Any] = {}
         try:
             await uow.__aenter__()
             try:
-                for pending in batch:
+                for i, pending in enumerate(batch):
+                    if i in results:  # written together with an earlier request of the batch
+                        continue
                     uow.request_id = pending.request_id
                     token = logs.request_id_var.set(pending.request_id)
                     try:
-                        results.append(await pending.work(uow))
+                        if pending.together is None:
+                            results[i] = await pending.work(uow)
+                        else:
+                            results.update(await _together(uow, batch, i))
                     finally:
                         logs.request_id_var.reset(token)
             except BaseException as exc:
@@ -120,8 +161,22 @@ class GroupCommit:
                     await _one(self.runtime, pending)
                 return
             log.exception("after-commit step of a shared write transaction failed; the writes are committed")
-        for pending, result in zip(batch, results, strict=True):
-            _settle(pending, result=result)
+        for i, pending in enumerate(batch):
+            outcome = results[i]
+            if isinstance(outcome, Refused):
+                _settle(pending, exc=outcome.error)
+            else:
+                _settle(pending, result=outcome)
+
+
+async def _together(uow: UnitOfWork, batch: list[_Pending[Any]], first: int) -> dict[int, Any]:
+    """One call for the items of every request of the batch that shares the first one's `run_many`."""
+    head = batch[first].together
+    assert head is not None
+    members = [i for i in range(first, len(batch))
+               if (t := batch[i].together) is not None and t.run_many is head.run_many]
+    outcomes = await head.run_many(uow, [batch[i].together.item for i in members])  # type: ignore[union-attr]
+    return dict(zip(members, outcomes, strict=True))
 
 
 async def _alone(runtime: Runtime, work: Work[T], request_id: str | None) -> T:

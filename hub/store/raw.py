@@ -28,6 +28,7 @@ from hub.store.repository import StoredResource
 from hub.store.schema import INDEX_TABLES, resource_versions, resources
 
 Row = dict[str, Any]
+Update = tuple[int, int, Row, str, dict[str, list[Row]]]  # rid, expected version, row, method, index rows
 KINDS = ("string", "token", "reference", "date", "number", "uri")
 _RESOURCE_COLUMNS = ("res_type", "res_id", "version", "last_updated", "deleted", "content", "owner_org",
                      "patient_id", "medical")
@@ -47,6 +48,10 @@ class RawWrites(Protocol):
                      index: dict[str, list[Row]]) -> bool:
         """Compare-and-set the resource row, add the version, replace the index rows; False if the version moved.
         A deletion is an update with `deleted` set and no index rows (its version row keeps no content)."""
+
+    async def update_many(self, updates: list[Update]) -> int:
+        """Several updates (not deletions) of distinct resources, each as `update` does it: compare-and-set,
+        version row, index rows replaced. How many matched their expected version (the rest wrote nothing)."""
 
     async def flush(self) -> None:
         """Send what is buffered (PostgreSQL: creates after the first of a unit of work)."""
@@ -90,6 +95,9 @@ class SqliteWrites:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(self._update_sql, None, exc, sqlite3.Error) from exc
         return True
+
+    async def update_many(self, updates: list[Update]) -> int:
+        return sum([await self.update(*u) for u in updates])  # in-process statements: nothing to save by merging
 
     def _version_and_index(self, rid: int, row: Row, method: str, index: dict[str, list[Row]]) -> None:
         version = {**row, "rid": rid, "method": method, "content": None if row["deleted"] else row["content"]}
@@ -207,9 +215,35 @@ def _pg_create_many_sql() -> str:
     return "WITH " + ", ".join(ctes) + " SELECT 1"
 
 
+def _pg_update_many_sql() -> str:
+    """Many updates in one statement: the compare-and-set UPDATE joins the unnested new rows; version and index
+    rows follow only for the rows it matched (`JOIN r`), so a resource whose version moved keeps everything."""
+    new = ("u AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamp[], $5::bytea[], $6::text[], "
+           "$7::text[], $8::bool[], $9::text[]) AS u(rid, expected, version, last_updated, content, owner_org, "
+           "patient_id, medical, method))")
+    ctes = [new, "r AS (UPDATE resources x SET version = u.version, last_updated = u.last_updated, deleted = false, "
+                 "content = u.content, owner_org = u.owner_org, patient_id = u.patient_id, medical = u.medical "
+                 "FROM u WHERE x.rid = u.rid AND x.version = u.expected RETURNING x.rid, x.res_type, x.res_id, "
+                 "u.version, u.last_updated, u.method, u.content)",
+            "v AS (INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, deleted, "
+            "content) SELECT rid, res_type, res_id, version, last_updated, method, false, content FROM r)"]
+    ctes += [f"d_{kind} AS (DELETE FROM {INDEX_TABLES[kind].name} x USING r WHERE x.rid = r.rid)" for kind in KINDS]
+    n = 10
+    for kind in KINDS:
+        cols = INDEX_COLUMNS[kind]
+        arrays = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(("int8", *_PG_ARRAY_TYPES[kind])))
+        n += len(cols) + 1
+        alias = ", ".join(f"u{i}" for i in range(len(cols)))
+        ctes.append(f"i_{kind} AS (INSERT INTO {INDEX_TABLES[kind].name} (rid, res_type, {', '.join(cols)}) "
+                    f"SELECT r.rid, r.res_type, {alias} FROM unnest({arrays}) AS k(rid, {alias}) "
+                    "JOIN r ON r.rid = k.rid)")
+    return "WITH " + ", ".join(ctes) + " SELECT count(*) FROM r"
+
+
 _pg_writers: dict[int, PgWrites] = {}  # id(asyncpg adapter) -> its unit of work's writer, while the unit runs
 _PG_RESOURCE_TYPES = ("int8", "text", "text", "int4", "timestamp", "bool", "bytea", "text", "text", "bool")
 PG_CREATE, PG_UPDATE, PG_CREATE_MANY = _pg_create_sql(), _pg_update_sql(), _pg_create_many_sql()
+PG_UPDATE_MANY = _pg_update_many_sql()
 PG_ALLOCATE_RIDS = "SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, $1)"
 
 
@@ -266,6 +300,20 @@ class PgWrites:
         values = [row[c] for c in _RESOURCE_COLUMNS]
         count = await self._fetchval(PG_UPDATE, *values, rid, expected_version, method, *_pg_arrays(index))
         return bool(count == 1)
+
+    async def update_many(self, updates: list[Update]) -> int:
+        if len(updates) == 1:
+            return int(await self.update(*updates[0]))
+        await self.flush()
+        columns = ("version", "last_updated", "content", "owner_org", "patient_id", "medical")
+        arrays: list[list[Any]] = [[u[0] for u in updates], [u[1] for u in updates]]
+        arrays += [[u[2][c] for u in updates] for c in columns]
+        arrays.append([u[3] for u in updates])
+        for kind in KINDS:
+            rows = [(rid, r) for rid, _, _, _, index in updates for r in index.get(kind) or []]
+            arrays.append([rid for rid, _ in rows])
+            arrays += [[r.get(c) for _, r in rows] for c in INDEX_COLUMNS[kind]]
+        return int(await self._fetchval(PG_UPDATE_MANY, *arrays))
 
     async def flush(self) -> None:
         """Write the buffered creates (one statement)."""
@@ -361,6 +409,9 @@ async def driver_rows(sa_connection: Any, sql: str, params: list[Any]) -> list[A
     pooled = await sa_connection.get_raw_connection()
     if sa_connection.dialect.name == "sqlite":
         return list(pooled.driver_connection.execute(sql, params).fetchall())
+    writes = _pg_writers.get(id(pooled.dbapi_connection))
+    if writes is not None:  # buffered creates go first, as before any other statement
+        await writes.flush()
     return list(await (await _pg_connection(pooled.dbapi_connection)).fetch(sql, *params))
 
 
