@@ -220,29 +220,31 @@ async def apply_status_changes(uow: Any, changes: list[tuple[Any, Contribution]]
     if not changes:
         return {}
     now = utcnow()
-    moving = [(old, new) for old, new in changes if not _same(old, new)]
+    columns = [new.columns() for _, new in changes]
+    moved = [any(getattr(old, c) != value for c, value in cols.items() if c != "source")
+             for (old, _), cols in zip(changes, columns, strict=True)]
+    moving = [(old, cols) for (old, _), cols, m in zip(changes, columns, moved, strict=True) if m]
     if uow.conn.dialect.name == "postgresql" and len(moving) > 1:
-        columns = [[old.source for old, _ in moving], [old.version for old, _ in moving],
-                   *[[new.columns()[c] for _, new in moving] for c in _STATUS_COLUMNS]]
-        done = await driver_rows(uow.conn, _PG_STATUS_UPDATE, [*columns, now])
+        arrays = [[old.source for old, _ in moving], [old.version for old, _ in moving],
+                  *[[cols[c] for _, cols in moving] for c in _STATUS_COLUMNS]]
+        done = await driver_rows(uow.conn, _PG_STATUS_UPDATE, [*arrays, now])
         if len(done) != len(moving):
             raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
     else:
-        for old, new in moving:
-            await _write_source(uow.conn, old.source, old, new, now)
+        for (old, new), m in zip(changes, moved, strict=True):
+            if m:
+                await _write_source(uow.conn, old.source, old, new, now)
     written: dict[str, Any] = {}
-    for old, new in changes:
-        moved = not _same(old, new)
+    for (old, new), cols, m in zip(changes, columns, moved, strict=True):
         deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
-        if moved and old.counted:
+        if m and old.counted:
             deltas[Key(old.org_id, old.product, old.region)] -= Figures.of(old)
         if new.key is not None:
-            deltas[new.key] = deltas[new.key] + (new.figures if moved else ZERO)
+            deltas[new.key] = deltas[new.key] + (new.figures if m else ZERO)
         _defer(uow, deltas, new, now, publish, notify=True)
-        if moved:
+        if m:
             fields = old._asdict() if hasattr(old, "_asdict") else vars(old)
-            written[old.source] = SimpleNamespace(**{**fields, **new.columns(), "updated": now,
-                                                     "version": old.version + 1})
+            written[old.source] = SimpleNamespace(**{**fields, **cols, "updated": now, "version": old.version + 1})
     return written
 
 
