@@ -21,8 +21,9 @@ shape (a bed's status) can then be one multi-row statement per batch instead of 
 Lock order: a batch writes its requests ordered by the resource they change (creates first, in arrival order;
 requests for the same resource keep their arrival order), and domain hooks apply shared counters in key order at
 commit (availability/aggregate.py), so concurrent batches — of two API processes, or `concurrency` > 1 in one —
-take row locks in one order. Should a deadlock still happen (a hook taking other rows), it is a failed batch like
-any other: rolled back, each request run again alone.
+take row locks in one order; a `run_many` call runs at the place of its first request and orders its own rows
+(bed_status.py locks its beds in id order). Should a deadlock still happen (a hook taking other rows), it is a
+failed batch like any other: rolled back, each request run again alone.
 """
 
 from __future__ import annotations
