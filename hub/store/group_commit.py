@@ -130,6 +130,7 @@ class GroupCommit:
             return
         self.batches += 1
         uow = self.runtime.uow(None)
+        uow.defer_creates = True
         results: dict[int, Any] = {}
         try:
             await uow.__aenter__()
@@ -181,7 +182,9 @@ async def _together(uow: UnitOfWork, batch: list[_Pending[Any]], first: int) -> 
 
 
 async def _alone(runtime: Runtime, work: Work[T], request_id: str | None) -> T:
-    async with runtime.uow(request_id) as uow:
+    uow = runtime.uow(request_id)
+    uow.defer_creates = True  # a failing create then fails at COMMIT, still before the response
+    async with uow:
         return await work(uow)
 
 

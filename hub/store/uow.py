@@ -44,6 +44,7 @@ class UnitOfWork:
         self.conn: AsyncConnection
         self.resources: SqlResourceRepository
         self._raw: RawWrites | None = None
+        self.defer_creates = False  # HTTP writes (group_commit.py): creates go out at COMMIT (raw.PgWrites)
 
     async def __aenter__(self) -> UnitOfWork:
         if self.readonly:
@@ -66,7 +67,7 @@ class UnitOfWork:
     async def raw(self) -> RawWrites:
         """Driver-level writes for the repository's fixed shapes, in this unit's transaction (hub/store/raw.py)."""
         if self._raw is None:
-            self._raw = await raw_writes(self.conn)
+            self._raw = await raw_writes(self.conn, defer_creates=self.defer_creates)
         return self._raw
 
     async def write(self, fn: Write) -> None:
@@ -126,7 +127,7 @@ class UnitOfWork:
                 for event in self._refusals:
                     await audit.append(self.conn, event)
                 if self._raw is not None:
-                    await self._raw.flush()
+                    await self._raw.flush(final=True)
                 await self.conn.commit()
                 self.committed = True
             elif not self.readonly:

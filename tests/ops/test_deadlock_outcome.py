@@ -18,9 +18,15 @@ async def _deadlocking_endpoint(request: Request) -> Response:
     async with engine.connect() as first, engine.connect() as second:
         await first.execute(text("SELECT pg_advisory_xact_lock(1)"))
         await second.execute(text("SELECT pg_advisory_xact_lock(2)"))
-        # each now waits for the lock the other holds: PostgreSQL aborts one of them (deadlock_timeout, 1 s)
-        await asyncio.gather(first.execute(text("SELECT pg_advisory_xact_lock(2)")),
-                             second.execute(text("SELECT pg_advisory_xact_lock(1)")))
+        # each now waits for the lock the other holds: PostgreSQL aborts one of them (deadlock_timeout, 1 s).
+        # Both statements are awaited to the end before the error goes on: closing a connection whose statement
+        # is still running would break it (and the pool would hand it to a later test).
+        outcomes = await asyncio.gather(first.execute(text("SELECT pg_advisory_xact_lock(2)")),
+                                        second.execute(text("SELECT pg_advisory_xact_lock(1)")),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
     return Response("unreachable")
 
 
