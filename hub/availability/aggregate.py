@@ -24,7 +24,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from hub.availability.figures import ZERO, Figures
 from hub.availability.sources import Contribution, Key
@@ -66,7 +66,8 @@ def insert_for(conn: Any, table: Table) -> Any:
 
 def row_json(row: Any) -> dict[str, Any]:
     """An aggregate row (or total) as the cache, the JSON endpoint and the events carry it."""
-    out = {str(name): value for name, value in row._asdict().items()}  # PG: quoted_name keys
+    items = row._asdict().items() if hasattr(row, "_asdict") else dict(row).items()  # SQLAlchemy row | driver record
+    out = {str(name): value for name, value in items}  # PG: quoted_name keys
     out.pop("snapshot_seq", None)
     out["last_update"] = instant(out["last_update"])
     out["seq"] = int(out["seq"])
@@ -85,11 +86,23 @@ async def stored_sources(conn: Any, sources: list[str]) -> dict[str, Any]:
     return {row.source: row for row in (await conn.execute(stmt)).all()}
 
 
-def _same(old: Any, new: Contribution | None) -> bool:
+def _same(old: Any, new: Contribution | None, columns: dict[str, Any] | None = None) -> bool:
+    """`columns`: new.columns(), when the caller has them already."""
     if old is None or new is None:
         return old is None and new is None
-    columns = new.columns()
+    columns = new.columns() if columns is None else columns
     return all(getattr(old, name) == value for name, value in columns.items() if name != "source")
+
+
+def _replacing(old: Any, new: Contribution | None) -> dict[Key, Figures]:
+    """The increments that replace the stored contribution `old` (a source row or None) by `new`."""
+    deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
+    if old is not None and old.counted:
+        old_key = Key(old.org_id, old.product, old.region)
+        deltas[old_key] = deltas[old_key] - Figures.of(old)
+    if new is not None and new.key is not None:
+        deltas[new.key] = deltas[new.key] + new.figures
+    return deltas
 
 
 Publish = Callable[[Any, Changes, set[Key]], Awaitable[None]]
@@ -112,13 +125,7 @@ async def apply(uow: Any, new: Contribution | None, source: str, *, touch: bool,
             _defer(uow, {new.key: ZERO}, new, now, publish, notify=True)
         return
     await _write_source(conn, source, old, new, now)
-    deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
-    old_key = Key(old.org_id, old.product, old.region) if old is not None and old.counted else None
-    if old_key is not None:
-        deltas[old_key] = deltas[old_key] - Figures.of(old)
-    if new is not None and new.key is not None:
-        deltas[new.key] = deltas[new.key] + new.figures
-    _defer(uow, deltas, new, now, publish, notify=True)
+    _defer(uow, _replacing(old, new), new, now, publish, notify=True)
 
 
 async def touch(uow: Any, source: str, publish: Publish, *, old: Any = _UNREAD) -> None:
@@ -221,8 +228,7 @@ async def apply_status_changes(uow: Any, changes: list[tuple[Any, Contribution]]
         return {}
     now = utcnow()
     columns = [new.columns() for _, new in changes]
-    moved = [any(getattr(old, c) != value for c, value in cols.items() if c != "source")
-             for (old, _), cols in zip(changes, columns, strict=True)]
+    moved = [not _same(old, new, cols) for (old, new), cols in zip(changes, columns, strict=True)]
     moving = [(old, cols) for (old, _), cols, m in zip(changes, columns, moved, strict=True) if m]
     if uow.conn.dialect.name == "postgresql" and len(moving) > 1:
         arrays = [[old.source for old, _ in moving], [old.version for old, _ in moving],
@@ -236,12 +242,9 @@ async def apply_status_changes(uow: Any, changes: list[tuple[Any, Contribution]]
                 await _write_source(uow.conn, old.source, old, new, now)
     written: dict[str, Any] = {}
     for (old, new), cols, m in zip(changes, columns, moved, strict=True):
-        deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
-        if m and old.counted:
-            deltas[Key(old.org_id, old.product, old.region)] -= Figures.of(old)
-        if new.key is not None:
-            deltas[new.key] = deltas[new.key] + (new.figures if m else ZERO)
-        _defer(uow, deltas, new, now, publish, notify=True)
+        # as `apply` with touch: an unchanged figure still refreshes its row's freshness
+        _defer(uow, _replacing(old, new) if m else {new.key: ZERO} if new.key else {}, new, now, publish,
+               notify=True)
         if m:
             fields = old._asdict() if hasattr(old, "_asdict") else vars(old)
             written[old.source] = SimpleNamespace(**{**fields, **cols, "updated": now, "version": old.version + 1})
@@ -251,24 +254,30 @@ async def apply_status_changes(uow: Any, changes: list[tuple[Any, Contribution]]
 async def add(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution], now: datetime) -> Changes:
     """Atomic increments of the aggregate rows, then of the regional totals, in key order. `places`: the name and
     address a row takes when it is created."""
-    if conn.dialect.name == "postgresql" and len(deltas) > 1:
-        return await _add_pg(conn, deltas, places, now)
-    changes = Changes()
-    totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
     try:
-        for key in sorted(deltas, key=lambda k: (k.org_id, k.product, k.region)):
-            row = await _upsert_row(conn, key, deltas[key], places.get(key), now)
-            changes.rows[key] = row_json(row)
-            totals[(key.region, key.product)] = totals[(key.region, key.product)] + deltas[key]
-        for region, product in sorted(totals):
-            total = await _upsert_total(conn, region, product, totals[(region, product)], now)
-            changes.totals[(region, product)] = row_json(total)
-    except DBAPIError as exc:
+        if conn.dialect.name == "postgresql" and len(deltas) > 1:
+            return await _add_pg(conn, deltas, places, now)
+        return await _add_each(conn, deltas, places, now)
+    except Exception as exc:  # a SQLAlchemy DBAPIError, or on the driver path asyncpg's DeadlockDetectedError
         if "deadlock" in str(exc).lower():
             from hub.availability.errors import SourceChanged
 
             raise SourceChanged("Concurrent availability updates collided; retry") from None
         raise
+
+
+async def _add_each(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution],
+                    now: datetime) -> Changes:
+    """One upsert statement per row and per total (SQLite, or a single row)."""
+    changes = Changes()
+    totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
+    for key in sorted(deltas, key=lambda k: (k.org_id, k.product, k.region)):
+        row = await _upsert_row(conn, key, deltas[key], places.get(key), now)
+        changes.rows[key] = row_json(row)
+        totals[(key.region, key.product)] = totals[(key.region, key.product)] + deltas[key]
+    for region, product in sorted(totals):
+        total = await _upsert_total(conn, region, product, totals[(region, product)], now)
+        changes.totals[(region, product)] = row_json(total)
     return changes
 
 
@@ -316,27 +325,11 @@ async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contr
     total_args: list[list[Any]] = [[r for r, _ in total_keys], [p for _, p in total_keys]]
     total_args += [[getattr(totals[t], c) for t in total_keys] for c in COUNTS]
     changes = Changes()
-    try:
-        for row in await driver_rows(conn, _PG_ROWS_UPSERT, [*row_args, now]):
-            changes.rows[Key(row["org_id"], row["product"], row["region"])] = _record_json(row)
-        for total in await driver_rows(conn, _PG_TOTALS_UPSERT, [*total_args, now]):
-            changes.totals[(total["region"], total["product"])] = _record_json(total)
-    except Exception as exc:  # (driver errors: asyncpg's DeadlockDetectedError)
-        if "deadlock" in str(exc).lower():
-            from hub.availability.errors import SourceChanged
-
-            raise SourceChanged("Concurrent availability updates collided; retry") from None
-        raise
+    for row in await driver_rows(conn, _PG_ROWS_UPSERT, [*row_args, now]):
+        changes.rows[Key(row["org_id"], row["product"], row["region"])] = row_json(row)
+    for total in await driver_rows(conn, _PG_TOTALS_UPSERT, [*total_args, now]):
+        changes.totals[(total["region"], total["product"])] = row_json(total)
     return changes
-
-
-def _record_json(record: Any) -> dict[str, Any]:
-    """`row_json` of a driver record."""
-    out = dict(record)
-    out.pop("snapshot_seq", None)
-    out["last_update"] = instant(out["last_update"])
-    out["seq"] = int(out["seq"])
-    return out
 
 
 _UPSERTS: dict[tuple[str, str], Any] = {}

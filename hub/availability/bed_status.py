@@ -26,7 +26,7 @@ import orjson
 from hub.availability import aggregate
 from hub.availability import vocabulary as v
 from hub.availability.errors import NotABed, UnknownBedStatus
-from hub.availability.figures import BedFacts, bed_facts, is_bed
+from hub.availability.figures import BedFacts, bed_facts
 from hub.availability.hooks import on_write
 from hub.availability.publish import publish
 from hub.availability.service import check_owner
@@ -116,8 +116,8 @@ async def _decide(uow: Any, change: StatusChange,
     if current.deleted:
         raise Gone(f"Location/{location_id} was deleted", headers={"ETag": current.etag})
     bed = orjson.loads(current.content)
-    facts = bed_facts(bed)
-    if facts is None or not is_bed(bed):
+    facts = bed_facts(bed)  # None unless a bed
+    if facts is None:
         raise NotABed(f"Location/{location_id} is not a bed (physicalType bd)")
     await check_owner(directory_for(uow), ctx, [facts.org_id], f"Location/{location_id}")
     if change.expected_version is not None and change.expected_version != current.version:

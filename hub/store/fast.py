@@ -19,10 +19,9 @@ from sqlalchemy.engine import make_url
 from hub.config import Settings
 from hub.store.repository import StoredResource
 
-_CURRENT = (
-    "SELECT rid, version, last_updated, content, deleted, owner_org, patient_id, medical "
-    "FROM resources WHERE res_type = {0} AND res_id = {1}"
-)
+# The columns stored_from_row reads, in its order (every driver-level read of current rows selects them).
+STORED_SELECT = "rid, version, last_updated, content, deleted, owner_org, patient_id, medical"
+_CURRENT = f"SELECT {STORED_SELECT} FROM resources WHERE res_type = {{0}} AND res_id = {{1}}"
 # The current row by (type, id) in each driver's placeholders (the fast readers and the repository share it).
 CURRENT_SQL = {"sqlite": _CURRENT.format("?", "?"), "postgresql": _CURRENT.format("$1", "$2")}
 

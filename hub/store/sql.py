@@ -21,7 +21,7 @@ from hub.fhir.indexing import index_rows
 from hub.fhir.validation import validate
 from hub.security import audit, policy
 from hub.security.context import AccessContext
-from hub.store.fast import CURRENT_SQL, stored_from_row
+from hub.store.fast import CURRENT_SQL, STORED_SELECT, stored_from_row
 from hub.store.repository import StoredResource, WriteResult
 from hub.store.schema import resource_versions, resources
 
@@ -42,8 +42,9 @@ STORED_COLUMNS = (  # what a StoredResource needs, in row_to_stored order
     resources.c.medical,
 )
 _PATIENT_PARAMS = ("patient", "subject", "beneficiary", "focus")
-_CURRENT_MANY = ("SELECT res_id, rid, version, last_updated, content, deleted, owner_org, patient_id, medical "
-                 "FROM resources WHERE res_type = {0} AND res_id {1} ORDER BY res_id{2}")
+# Statements built once: constructing them per call costs more than executing them (compiled-cache hits).
+_CURRENT_MANY = (f"SELECT res_id, {STORED_SELECT} FROM resources "
+                 "WHERE res_type = {0} AND res_id {1} ORDER BY res_id{2}")
 
 
 @dataclass
@@ -59,7 +60,6 @@ class PreparedUpdate:
     resource: dict[str, Any]
     stored: StoredResource
     method: str
-# Statements built once: constructing them per call costs more than executing them (compiled-cache hits).
 
 
 def utcnow() -> datetime:
