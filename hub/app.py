@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hub.config import Settings, get_settings
 from hub.errors import Conflict, HubError, Invalid, TooLarge, Unavailable
 from hub.fhir import endpoints as fhir_endpoints
+from hub.fhir import hot_paths
+from hub.fhir.hot_paths import HotPaths
 from hub.fhir.http import check_format
 from hub.fhir.outcome import issue, outcome, outcome_response
 from hub.fhir.responses import FhirResponse
@@ -73,7 +76,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 await rt.fast.close()
                 await rt.engine.dispose()
 
-    app = FastAPI(
+    app = HubApp(
         title="Zorgnet Hub",
         version="0.1.0",
         lifespan=lifespan,
@@ -90,16 +93,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _install_middleware(app, settings)
     from hub import domains
 
-    # The hottest interactions as plain Starlette routes, matched first (no FastAPI parameter solving, ~0.3 ms
-    # a request); the FastAPI routes below answer the same paths in the OpenAPI description.
+    # The hottest interactions skip the middleware stack (hub/fhir/hot_paths.py); the FastAPI routes below answer
+    # the same paths in the OpenAPI description.
     by_type, by_id = "/fhir/{res_type:fhirtype}", "/fhir/{res_type:fhirtype}/{res_id:fhirid}"
-    app.router.routes[0:0] = [  # ahead of FastAPI's own /docs and /openapi.json routes too
+    app.hot_paths = HotPaths([
         Route(by_id, fhir_endpoints.read_by_id, methods=["GET"]),
         Route(by_id, fhir_endpoints.update_by_id, methods=["PUT"]),
         Route(by_type, fhir_endpoints.search_by_type, methods=["GET"]),
         Route(by_type, fhir_endpoints.create_by_type, methods=["POST"]),
         *domains.hot_routes(),
-    ]
+    ])
     app.include_router(fhir_endpoints.hot)  # the same read, documented in the OpenAPI description
     for extra in domains.routers():
         app.include_router(extra)
@@ -304,8 +307,36 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-def _install_middleware(app: FastAPI, settings: Settings) -> None:
-    app.add_middleware(RequestContextMiddleware, settings=settings)
+class HubApp(FastAPI):
+    """The FastAPI app, with its hottest requests served ahead of the middleware stack (hub/fhir/hot_paths.py):
+    through the same request context, then straight to their endpoints."""
+
+    hot_paths: HotPaths | None = None
+    hot_entry: RequestContextMiddleware | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.hot_paths is not None and self.hot_entry is not None:
+            found = self.hot_paths.match(scope["method"], scope["path"])
+            if found is not None:
+                scope["app"] = self
+                scope["endpoint"], scope["path_params"] = found
+                await self.hot_entry(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _install_middleware(app: HubApp, settings: Settings) -> None:
+    in_flight = InFlight(settings.max_in_flight)
+    app.add_middleware(RequestContextMiddleware, settings=settings, in_flight=in_flight)
+    app.hot_entry = RequestContextMiddleware(hot_paths.serve, settings, in_flight)
+
+
+class InFlight:
+    """Requests being served by this process, against its capacity (shared by both ways into the app)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.count = 0
 
 
 class RequestContextMiddleware:
@@ -314,18 +345,18 @@ class RequestContextMiddleware:
     Past `max_in_flight` concurrent requests the process answers 503 + Retry-After at once instead of queueing.
     """
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, in_flight: InFlight) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
-        self.capacity = settings.max_in_flight
-        self.in_flight = 0
+        self.in_flight = in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = (headers.get(b"x-request-id") or uuid.uuid4().hex.encode()).decode("latin-1")[:64]
+        given = headers.get(b"x-request-id")
+        request_id = given.decode("latin-1")[:64] if given else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = logs.request_id_var.set(request_id)
         started = time.perf_counter()
@@ -334,7 +365,8 @@ class RequestContextMiddleware:
         if length and length.isdigit() and int(length) > self.max_body:
             await _send_outcome(send, TooLarge(f"Request body exceeds {self.max_body} bytes"), request_id)
             return
-        if self.in_flight >= self.capacity:
+        in_flight = self.in_flight
+        if in_flight.count >= in_flight.capacity:
             await _send_outcome(
                 send, Unavailable("The hub is at capacity; retry shortly", headers={"Retry-After": "1"}), request_id
             )
@@ -346,7 +378,7 @@ class RequestContextMiddleware:
                 await _send_outcome(send, err, request_id)
                 return
             scope["state"]["negotiated"] = True
-        self.in_flight += 1
+        in_flight.count += 1
         rid_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -358,9 +390,22 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self.in_flight -= 1
+            in_flight.count -= 1
             logs.request_id_var.reset(token)
             metrics.observe(scope["method"], scope["path"], status_holder[0], time.perf_counter() - started)
+
+
+_ids = itertools.count(1)
+_id_prefix: tuple[int, str] = (0, "")
+
+
+def _new_request_id() -> str:
+    """32 hex digits, unique across processes: a random prefix per process and a counter (uuid4 reads
+    os.urandom on every request)."""
+    global _id_prefix
+    if _id_prefix[0] != os.getpid():  # a forked worker draws its own prefix
+        _id_prefix = (os.getpid(), os.urandom(8).hex())
+    return f"{_id_prefix[1]}{next(_ids):016x}"
 
 
 def _format_param(scope: Scope) -> str | None:

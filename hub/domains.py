@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
-from starlette.routing import BaseRoute
+from starlette.routing import Route
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
@@ -63,8 +63,8 @@ def routers() -> list[APIRouter]:
     return [importlib.import_module(name).router for name in ROUTER_MODULES]
 
 
-def hot_routes() -> list[BaseRoute]:
-    """Plain Starlette routes of the domains' hottest requests, matched before every FastAPI route."""
+def hot_routes() -> list[Route]:
+    """Starlette routes of the domains' hottest requests, served ahead of the FastAPI stack (hub/fhir/hot_paths.py)."""
     return [route for name in ROUTER_MODULES for route in getattr(importlib.import_module(name), "HOT_ROUTES", [])]
 
 

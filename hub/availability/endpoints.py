@@ -65,8 +65,8 @@ async def set_status(request: Request, location_id: str, ctx: Access) -> Respons
 
 
 async def set_status_route(request: Request) -> Response:
-    """Starlette endpoint for the same operation (hub/app.py mounts HOT_ROUTES first: every EHR pushes its bed
-    changes here, and FastAPI's parameter solving was a third of the request)."""
+    """Starlette endpoint for the same operation, served ahead of the FastAPI stack (hub/fhir/hot_paths.py): every
+    EHR pushes its bed changes here."""
     return await _set_status(request, request.path_params["location_id"], await access_context(request))
 
 

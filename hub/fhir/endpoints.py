@@ -108,7 +108,7 @@ async def search(request: Request, res_type: str, ctx: Access) -> Response:
 
 
 async def search_by_type(request: Request) -> Response:
-    """Starlette endpoint for GET Type?params (hub/app.py mounts it first: no FastAPI parameter solving)."""
+    """Starlette endpoint for GET Type?params (hub/fhir/hot_paths.py: served ahead of the FastAPI stack)."""
     res_type = request.path_params["res_type"]
     ctx = await access_context(request)
     supported(request, res_type)
@@ -139,7 +139,7 @@ async def create(request: Request, res_type: str, ctx: Access) -> Response:
 
 
 async def create_by_type(request: Request) -> Response:
-    """Starlette endpoint for POST Type (hub/app.py mounts it first: no FastAPI parameter solving)."""
+    """Starlette endpoint for POST Type (hub/fhir/hot_paths.py: served ahead of the FastAPI stack)."""
     res_type = request.path_params["res_type"]
     return await _create(request, res_type, await access_context(request))
 
@@ -213,7 +213,7 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
 
 
 async def read_by_id(request: Request) -> Response:
-    """Starlette endpoint for GET Type/id (hub/app.py mounts it first, bypassing FastAPI's parameter solving)."""
+    """Starlette endpoint for GET Type/id (hub/fhir/hot_paths.py: served ahead of the FastAPI stack)."""
     res_type, res_id = request.path_params["res_type"], request.path_params["res_id"]
     ctx = await access_context(request)
     supported(request, res_type)
@@ -243,7 +243,7 @@ async def update(request: Request, res_type: str, res_id: str, ctx: Access) -> R
 
 
 async def update_by_id(request: Request) -> Response:
-    """Starlette endpoint for PUT Type/id (hub/app.py mounts it first: no FastAPI parameter solving)."""
+    """Starlette endpoint for PUT Type/id (hub/fhir/hot_paths.py: served ahead of the FastAPI stack)."""
     params = request.path_params
     return await _update(request, params["res_type"], params["res_id"], await access_context(request))
 
