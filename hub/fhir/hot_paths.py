@@ -31,10 +31,9 @@ class HotPaths:
     def __init__(self, routes: list[Route]) -> None:
         self._by_method: dict[str, list[tuple[Any, dict[str, Any], Endpoint]]] = {}
         for route in routes:
-            for method in route.methods or ():
-                if method != "HEAD":  # HEAD takes the normal stack
-                    self._by_method.setdefault(method, []).append(
-                        (route.path_regex, route.param_convertors, route.endpoint))
+            for method in route.methods or ():  # a GET route answers HEAD too, as Starlette's router does
+                self._by_method.setdefault(method, []).append((route.path_regex, route.param_convertors,
+                                                               route.endpoint))
 
     def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, Any]] | None:
         """The endpoint and its path parameters, or None: not a hot request."""
