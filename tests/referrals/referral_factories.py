@@ -3,6 +3,7 @@ ServiceRequests, tokens per party, and helpers that read the referral's rows and
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,8 @@ from sqlalchemy import select
 from hub.referrals import vocabulary as v
 from hub.referrals.tables import referral_offers, referrals
 from hub.security.context import AccessContext
-from hub.store.schema import resources
+from hub.store.schema import outbox, resources
+from hub.worker import utcnow
 
 AGB = "http://fhir.nl/fhir/NamingSystem/agb-z"
 URA = "http://fhir.nl/fhir/NamingSystem/ura"
@@ -131,6 +133,25 @@ def referral(product: str | None = "elv-hoog", *, priority: str = "urgent", post
 async def settle(hub: Any) -> None:
     """Wait for in-process routing/notification tasks (they start right after each commit)."""
     await hub.runtime.dispatcher.drain(30)
+
+
+async def settle_all(hubs: list[Any], timeout: float = 60.0) -> None:
+    """Wait until every outbox row that is due has completed, on instances sharing one database.
+
+    Draining each instance is not enough: another instance's outbox relay may claim a row between the commit and
+    the enqueuing instance's own claim, and start it after that instance's drain has already returned. So this
+    waits on the database: drain everything, then look for due rows not yet completed, until there are none."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        await asyncio.gather(*[h.runtime.dispatcher.drain(max(0.1, deadline - loop.time())) for h in hubs])
+        async with hubs[0].runtime.engine.connect() as conn:
+            pending = (await conn.execute(select(outbox.c.task, outbox.c.attempts, outbox.c.last_error).where(
+                outbox.c.completed.is_(None), outbox.c.due <= utcnow()))).all()
+        if not pending:
+            return
+        assert loop.time() < deadline, f"outbox rows still pending after {timeout} s: {pending[:3]}"
+        await asyncio.sleep(0.05)  # a relay holds a claimed row it has not handed to its dispatcher yet
 
 
 async def post_referral(hub: Any, sr: dict[str, Any] | None = None, *, settle_after: bool = True) -> dict[str, Any]:

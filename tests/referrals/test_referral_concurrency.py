@@ -9,7 +9,16 @@ from typing import Any
 
 import orjson
 import pytest
-from referral_factories import GP_ORG, Provider, another_instance, load_region, params, provider_headers, referral
+from referral_factories import (
+    GP_ORG,
+    Provider,
+    another_instance,
+    load_region,
+    params,
+    provider_headers,
+    referral,
+    settle_all,
+)
 from sqlalchemy import select
 
 from hub.referrals.reservations import reserved_for
@@ -49,7 +58,7 @@ async def race_round(hub: Any, other: Any) -> None:
                                        for i in range(REFERRALS)])
     assert {r.status_code for r in responses} == {201}
     posted = [r.json() for r in responses]
-    await asyncio.gather(*[h.runtime.dispatcher.drain(60) for h in hubs])
+    await settle_all(hubs)
     rows = await all_rows(hub, referrals)
     assert len(rows) == REFERRALS and {r.sr_id for r in rows} == {p["id"] for p in posted}
     assert Counter(r.state for r in rows) == {"offered": 3, "needs-person": REFERRALS - 3}

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
-from referral_factories import AGB, GP_ORG, Provider, another_instance, load_region, params, referral
+from referral_factories import AGB, GP_ORG, Provider, another_instance, load_region, params, referral, settle_all
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -89,7 +89,7 @@ async def race_round(one: Any, two: Any, settings: Settings) -> None:
                                        for i in range(REFERRALS)])
     assert {r.status_code for r in responses} == {201}, [r.text for r in responses if r.status_code != 201][:1]
     posted = {r.json()["id"] for r in responses}
-    await asyncio.gather(*[h.runtime.dispatcher.drain(60) for h in hubs])
+    await settle_all(hubs)
 
     rows = await all_rows(one, referrals)
     assert {r.sr_id for r in rows} == posted  # every referral has its row: none lost
@@ -111,7 +111,7 @@ async def race_round(one: Any, two: Any, settings: Settings) -> None:
                                 headers=headers(settings, "vvt-provider", f"{AGB}|{by_provider[o.provider]}"))
         for o in open_offers for n in range(2)])
     assert sorted(a.status_code for a in answers) == [200] * BEDS + [409] * BEDS
-    await asyncio.gather(*[h.runtime.dispatcher.drain(60) for h in hubs])
+    await settle_all(hubs)
 
     rows = await all_rows(one, referrals)
     assert {r.state for r in rows} <= DEFINED
