@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     group_commit_max: int = 32
     # batches written side by side per process (measured on PostgreSQL: 2 gave no more writes/s than 1)
     group_commit_concurrency: int = 1
+    # under load a batch waits up to this long for as many requests as recent batches held (0 = never waits)
+    group_commit_linger_ms: float = 5.0
     db_pool_size: int = 10
     rate_limit_per_minute: int = 0  # per client (token subject); 0 = off
     json_logs: bool = False

@@ -71,7 +71,8 @@ class Runtime:
         domains.install(runtime)
         runtime.dispatcher = _make_dispatcher(runtime)
         runtime.fast = make_fast_reader(settings)
-        runtime.writes = GroupCommit(runtime, settings.group_commit_max, settings.group_commit_concurrency)
+        runtime.writes = GroupCommit(runtime, settings.group_commit_max, settings.group_commit_concurrency,
+                                     settings.group_commit_linger_ms / 1000)
         return runtime
 
     def uow(self, request_id: str | None = None, *, readonly: bool = False) -> Any:

@@ -39,6 +39,8 @@ from hub.store.group_commit import Refused, Together
 from hub.store.repository import StoredResource, WriteResult
 from hub.store.sql import PreparedUpdate
 
+STATUS_ONLY = frozenset({"operationalStatus"})  # what a status change changes: its index rows alone are rewritten
+
 
 @dataclass(frozen=True)
 class StatusChange:
@@ -129,7 +131,8 @@ async def _decide(uow: Any, change: StatusChange,
     changed = {**bed, "operationalStatus": {"system": v.V2_0116, "code": code, "display": v.BED_STATUS[code]}}
     check_rules(changed, uow.runtime.rules)  # the stored bed was validated; the new Coding is from 0116
     policy.check_write(ctx, "Location", existing_owner=current.owner_org, resource=changed)
-    prepared = uow.resources.prepare_update(ctx, changed, current, method="PATCH", changed=True)
+    prepared = uow.resources.prepare_update(ctx, changed, current, method="PATCH", changed=True,
+                                            changed_elements=STATUS_ONLY)
     assert prepared is not None  # the status differs, so the content does
     return prepared, facts
 

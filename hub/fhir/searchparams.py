@@ -77,6 +77,7 @@ class SearchRegistry:
     definitions: list[dict[str, Any]] = field(default_factory=list)
     _merged: dict[str, dict[str, SearchParam]] = field(default_factory=dict, repr=False)
     _plans: dict[str, IndexPlan] = field(default_factory=dict, repr=False)
+    _reading: dict[tuple[str, frozenset[str]], frozenset[str]] = field(default_factory=dict, repr=False)
 
     def add_definition(self, sp: dict[str, Any]) -> None:
         """Register a SearchParameter resource; unsupported types (composite, special) are kept out."""
@@ -129,6 +130,19 @@ class SearchRegistry:
                     (rooted[path.root] if path.root is not None else unrooted).append((param, path))
             plan = self._plans[resource_type] = IndexPlan(dict(rooted), tuple(unrooted))
         return plan
+
+    def params_reading(self, resource_type: str, elements: frozenset[str]) -> frozenset[str]:
+        """The codes of the parameters whose values can change when only these top-level elements change: those
+        with a path starting at one of them, and every parameter with a path that starts elsewhere (unrooted
+        paths may read anything)."""
+        key = (resource_type, elements)
+        found = self._reading.get(key)
+        if found is None:
+            plan = self.index_plan(resource_type)
+            codes = {param.code for name in elements for param, _ in plan.rooted.get(name, ())}
+            codes |= {param.code for param, _ in plan.unrooted}
+            found = self._reading[key] = frozenset(codes)
+        return found
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
         found = self.by_type.get(resource_type, {}).get(code)

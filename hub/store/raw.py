@@ -30,7 +30,9 @@ from hub.store.repository import StoredResource
 from hub.store.schema import INDEX_TABLES, resource_versions, resources
 
 Row = dict[str, Any]
-Update = tuple[int, int, Row, str, dict[str, list[Row]]]  # rid, expected version, row, method, index rows
+# rid, expected version, row, method, index rows, and the search parameters those rows replace (comma-separated;
+# None: all of the resource's index rows are replaced)
+Update = tuple[int, int, Row, str, dict[str, list[Row]], str | None]
 KINDS = ("string", "token", "reference", "date", "number", "uri")
 _RESOURCE_COLUMNS = ("res_type", "res_id", "version", "last_updated", "deleted", "content", "owner_org",
                      "patient_id", "medical")
@@ -53,7 +55,9 @@ class RawWrites(Protocol):
 
     async def update_many(self, updates: list[Update]) -> int:
         """Several updates (not deletions) of distinct resources, each as `update` does it: compare-and-set,
-        version row, index rows replaced. How many matched their expected version (the rest wrote nothing)."""
+        version row, index rows replaced — only those of the named search parameters where an update names them
+        (a bed status change replaces its `operational-status` rows and leaves the others alone). How many matched
+        their expected version (the rest wrote nothing)."""
 
     async def flush(self, *, final: bool = False) -> None:
         """Send what is buffered (PostgreSQL: creates after the first of a unit of work). `final`: right before
@@ -87,13 +91,15 @@ class SqliteWrites:
         return rid
 
     async def update(self, rid: int, expected_version: int, row: Row, method: str,
-                     index: dict[str, list[Row]]) -> bool:
+                     index: dict[str, list[Row]], reindexed: str | None = None) -> bool:
         values = [_apply(p, row[c]) for p, c in zip(self._update_procs, _RESOURCE_COLUMNS[2:], strict=True)]
+        params = reindexed.split(",") if reindexed is not None else []
+        only = f" AND param IN ({', '.join('?' for _ in params)})" if reindexed is not None else ""
         try:
             if self.conn.execute(self._update_sql, (*values, rid, expected_version)).rowcount != 1:
                 return False
             for kind in KINDS:
-                self.conn.execute(f"DELETE FROM {INDEX_TABLES[kind].name} WHERE rid = ?", (rid,))
+                self.conn.execute(f"DELETE FROM {INDEX_TABLES[kind].name} WHERE rid = ?{only}", (rid, *params))
             self._version_and_index(rid, row, method, index)
         except sqlite3.Error as exc:
             raise DBAPIError.instance(self._update_sql, None, exc, sqlite3.Error) from exc
@@ -222,16 +228,20 @@ def _pg_update_many_sql() -> str:
     """Many updates in one statement: the compare-and-set UPDATE joins the unnested new rows; version and index
     rows follow only for the rows it matched (`JOIN r`), so a resource whose version moved keeps everything."""
     new = ("u AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamp[], $5::bytea[], $6::text[], "
-           "$7::text[], $8::bool[], $9::text[]) AS u(rid, expected, version, last_updated, content, owner_org, "
-           "patient_id, medical, method))")
+           "$7::text[], $8::bool[], $9::text[], $10::text[]) AS u(rid, expected, version, last_updated, content, "
+           "owner_org, patient_id, medical, method, reindexed))")
     ctes = [new, "r AS (UPDATE resources x SET version = u.version, last_updated = u.last_updated, deleted = false, "
                  "content = u.content, owner_org = u.owner_org, patient_id = u.patient_id, medical = u.medical "
                  "FROM u WHERE x.rid = u.rid AND x.version = u.expected RETURNING x.rid, x.res_type, x.res_id, "
-                 "u.version, u.last_updated, u.method, u.content)",
+                 "u.version, u.last_updated, u.method, u.content, u.reindexed)",
             "v AS (INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, deleted, "
             "content) SELECT rid, res_type, res_id, version, last_updated, method, false, content FROM r)"]
-    ctes += [f"d_{kind} AS (DELETE FROM {INDEX_TABLES[kind].name} x USING r WHERE x.rid = r.rid)" for kind in KINDS]
-    n = 10
+    # Only the named parameters' rows go where an update names them: rewriting unchanged rows left a dead tuple
+    # per row and update, and with many status changes of the same beds the deletes spent most of the statement
+    # stepping over them (EXPLAIN ANALYZE: 17 of 28 ms for 16 beds).
+    ctes += [f"d_{kind} AS (DELETE FROM {INDEX_TABLES[kind].name} x USING r WHERE x.rid = r.rid AND "
+             "(r.reindexed IS NULL OR x.param = ANY(string_to_array(r.reindexed, ','))))" for kind in KINDS]
+    n = 11
     for kind in KINDS:
         cols = INDEX_COLUMNS[kind]
         arrays = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(("int8", *_PG_ARRAY_TYPES[kind])))
@@ -332,15 +342,16 @@ class PgWrites:
         return bool(count == 1)
 
     async def update_many(self, updates: list[Update]) -> int:
-        if len(updates) == 1:
-            return int(await self.update(*updates[0]))
+        if len(updates) == 1 and updates[0][5] is None:
+            return int(await self.update(*updates[0][:5]))
         await self.flush()
         columns = ("version", "last_updated", "content", "owner_org", "patient_id", "medical")
         arrays: list[list[Any]] = [[u[0] for u in updates], [u[1] for u in updates]]
         arrays += [[u[2][c] for u in updates] for c in columns]
         arrays.append([u[3] for u in updates])
+        arrays.append([u[5] for u in updates])
         for kind in KINDS:
-            rows = [(rid, r) for rid, _, _, _, index in updates for r in index.get(kind) or []]
+            rows = [(rid, r) for rid, _, _, _, index, _ in updates for r in index.get(kind) or []]
             arrays.append([rid for rid, _ in rows])
             arrays += [[r.get(c) for _, r in rows] for c in INDEX_COLUMNS[kind]]
         return int(await self._fetchval(PG_UPDATE_MANY, *arrays))

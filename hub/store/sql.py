@@ -60,6 +60,7 @@ class PreparedUpdate:
     resource: dict[str, Any]
     stored: StoredResource
     method: str
+    reindexed: frozenset[str] | None = None  # the parameters whose index rows `index` replaces (None: all)
 
 
 def utcnow() -> datetime:
@@ -220,10 +221,13 @@ class SqlResourceRepository:
         return WriteResult(prepared.stored, created=current.deleted)
 
     def prepare_update(self, ctx: AccessContext, resource: dict[str, Any], current: StoredResource, *,
-                       method: str, changed: bool = False) -> PreparedUpdate | None:
+                       method: str, changed: bool = False,
+                       changed_elements: frozenset[str] | None = None) -> PreparedUpdate | None:
         """The rows of a checked, validated update of `current` (None: it changes nothing but meta), not yet
         written: `update` writes one; `update_many` writes many in one statement. `changed`: the caller knows
-        the content differs (skips the comparison)."""
+        the content differs (skips the comparison). `changed_elements`: the caller knows that only these
+        top-level elements differ (and meta, which the server writes), so only the index rows of the parameters
+        that read them are built and replaced (`update_many`)."""
         res_type, res_id = current.res_type, current.res_id
         before = None if current.deleted else orjson.loads(current.content)
         if before is not None and not changed and _same_content(before, resource):
@@ -237,8 +241,12 @@ class SqlResourceRepository:
         stored = StoredResource(
             res_type, res_id, version, now, content, False, owner, values["patient_id"], values["medical"], current.rid
         )
-        return PreparedUpdate(current.rid, current.version, values, index_rows(self.runtime.registry, resource),
-                              ctx, before, resource, stored, method)
+        reindexed = None
+        if changed_elements is not None and before is not None:
+            reindexed = self.runtime.registry.params_reading(res_type, changed_elements)
+        return PreparedUpdate(current.rid, current.version, values, index_rows(self.runtime.registry, resource,
+                                                                                reindexed),
+                              ctx, before, resource, stored, method, reindexed)
 
     async def current_many(self, res_type: str, res_ids: list[str]) -> dict[str, StoredResource]:
         """Current rows of several resources, locked for this transaction in id order on PostgreSQL (so batches
@@ -261,7 +269,8 @@ class SqlResourceRepository:
         if not updates:
             return
         written = await (await self.uow.raw()).update_many(
-            [(u.rid, u.expected_version, u.values, u.method, u.index) for u in updates])
+            [(u.rid, u.expected_version, u.values, u.method, u.index,
+              None if u.reindexed is None else ",".join(sorted(u.reindexed))) for u in updates])
         if written != len(updates):
             raise Conflict(f"{len(updates) - written} of {len(updates)} resources were changed by another request")
         for u in updates:

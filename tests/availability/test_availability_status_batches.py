@@ -121,3 +121,67 @@ async def test_concurrent_set_status_over_http_is_batched_and_matches_a_recount(
             codes[(n + lap) % 4] for n in range(len(beds))]
     assert writes.batches > batches
     await assert_matches_recount(hub)
+
+
+async def index_rows_of(hub: Any, bed_id: str, *, physical: bool = False) -> dict[str, list[tuple[Any, ...]]]:
+    """The bed's index rows per table, without rid (sorted, comparable); `physical`: each row's storage address
+    instead (SQLite rowid, PostgreSQL ctid), which changes when a row is deleted and inserted again."""
+    from sqlalchemy import literal_column
+
+    from hub.store.schema import INDEX_TABLES, resources
+
+    address = literal_column("rowid" if hub.backend == "sqlite" else "ctid::text")
+    async with hub.runtime.engine.connect() as conn:
+        rid = (await conn.execute(select(resources.c.rid).where(resources.c.res_type == "Location",
+                                                                resources.c.res_id == bed_id))).scalar_one()
+        found = {}
+        for kind, table in INDEX_TABLES.items():
+            columns = [address] if physical else list(table.c)
+            rows = (await conn.execute(select(*columns).where(table.c.rid == rid))).all()
+            found[kind] = sorted(tuple(str(v) for v in r[0 if physical else 1:]) for r in rows)
+        return found
+
+
+async def test_a_status_change_rewrites_only_the_status_index_rows_and_equals_a_full_reindex(hub):
+    from hub.fhir.indexing import index_rows
+
+    provider = await add_provider(hub, "73100005", "Zorg Oost", {"elv-hoog": "UUU"})
+    beds = list(provider.beds.values())
+    before = {b: await index_rows_of(hub, b) for b in beds}
+    stored_at = {b: await index_rows_of(hub, b, physical=True) for b in beds}
+    assert all(rows["string"] and rows["reference"] for rows in before.values())  # name, address, partof, ...
+    responses = await asyncio.gather(*(
+        hub.client.post(f"/fhir/Location/{b}/$set-status", headers=provider.headers, json={
+            "resourceType": "Parameters", "parameter": [{"name": "status", "valueCode": "O"}]}) for b in beds))
+    assert [r.status_code for r in responses] == [200] * 3
+    for b, response in zip(beds, responses, strict=True):
+        after = await index_rows_of(hub, b)
+        for kind in ("string", "reference", "date", "number", "uri"):
+            assert after[kind] == before[b][kind], f"{kind} rows of Location/{b} changed"
+            assert (await index_rows_of(hub, b, physical=True))[kind] == stored_at[b][kind], \
+                f"{kind} rows of Location/{b} were deleted and inserted again"
+        changed = [r for r in after["token"] if r not in before[b]["token"]]
+        gone = [r for r in before[b]["token"] if r not in after["token"]]
+        assert [r[1] for r in changed] == ["operational-status"] and [r[1] for r in gone] == ["operational-status"]
+        # what is stored equals a from-scratch index of the new version
+        full = index_rows(hub.runtime.registry, response.json())
+        for kind, rows in full.items():
+            expected = sorted(tuple(str(r.get(c)) for c in ("res_type", *after_columns(kind)))
+                              for r in ({**x, "res_type": "Location"} for x in rows))
+            assert after[kind] == expected, kind
+    headers = hub.headers("coordinator")
+    first_name = next(iter(provider.beds))
+    for query in (f"name:exact={first_name}", "operational-status=O", f"organization={provider.org_id}&_id={beds[1]}",
+                  f"identifier={first_name}&_id={beds[0]}"):
+        found = await hub.client.get(f"/fhir/Location?{query}&_summary=count", headers=headers)
+        assert found.status_code == 200 and found.json()["total"] >= 1, query
+    stale = await hub.client.get(f"/fhir/Location?operational-status=U&_id={','.join(beds)}&_summary=count",
+                                 headers=headers)
+    assert stale.json()["total"] == 0
+    await assert_matches_recount(hub)
+
+
+def after_columns(kind: str) -> tuple[str, ...]:
+    from hub.store.raw import INDEX_COLUMNS
+
+    return INDEX_COLUMNS[kind]

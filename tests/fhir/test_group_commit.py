@@ -136,3 +136,52 @@ async def test_a_shared_transaction_writes_creates_first_then_by_resource_in_arr
     results = await asyncio.gather(*(writes.run(work(label), key=key) for label, key in arrivals))
     assert results == [label for label, _ in arrivals]  # each request still gets its own result
     assert order == ["create#1", "create#2", "L/a", "L/b#1", "L/b#2"]
+
+
+class Gathering:
+    """Set the group commit's gathering for one test and put it back afterwards."""
+
+    def __init__(self, writes: Any, *, linger: float, expected: int) -> None:
+        self.writes, self.linger, self.expected = writes, linger, expected
+
+    def __enter__(self) -> Any:
+        self.saved = (self.writes.linger, self.writes.expected)
+        self.writes.linger, self.writes.expected = self.linger, self.expected
+        return self.writes
+
+    def __exit__(self, *exc: object) -> None:
+        self.writes.linger, self.writes.expected = self.saved
+
+
+def create(writes: Any, name: str) -> Any:
+    return writes.run(lambda uow: interactions.create(uow, SYSTEM, "Location", location(name)))
+
+
+async def test_a_write_at_light_load_is_never_held_for_company(hub):
+    with Gathering(hub.runtime.writes, linger=60.0, expected=1) as writes:
+        result = await asyncio.wait_for(create(writes, "GC light"), 10)  # a held write would wait 60 s
+        assert result.created and writes.expected == 1
+
+
+async def test_under_load_a_batch_waits_until_as_many_as_recent_batches_held_are_queued(hub):
+    with Gathering(hub.runtime.writes, linger=60.0, expected=6) as writes:
+        batches = writes.batches
+        arriving = []
+        for i in range(6):  # one by one, each in a later turn of the event loop, as requests reach the queue
+            arriving.append(asyncio.ensure_future(create(writes, f"GC gathered {i}")))
+            await asyncio.sleep(0.01)
+        results = await asyncio.wait_for(asyncio.gather(*arriving), 10)
+        assert all(r.created for r in results)
+        assert writes.batches == batches + 1, "the six writes were expected in one shared transaction"
+    for i in (0, 5):
+        assert await count_named(hub, f"GC gathered {i}") == 1
+
+
+async def test_a_wait_that_runs_out_writes_what_came_and_stops_waiting_at_lower_load(hub):
+    with Gathering(hub.runtime.writes, linger=0.05, expected=8) as writes:
+        alone = await asyncio.wait_for(create(writes, "GC waited"), 10)  # nobody else comes: written after 50 ms
+        assert alone.created and writes.expected == 1
+        writes.linger = 60.0
+        again = await asyncio.wait_for(create(writes, "GC not waited"), 10)  # expectation lowered: not held
+        assert again.created
+    assert await count_named(hub, "GC waited") == 1 and await count_named(hub, "GC not waited") == 1
