@@ -24,16 +24,19 @@ def index_rows(registry: SearchRegistry, resource: dict[str, Any],
     """All index rows for one resource, grouped by index kind; `only`: just the rows of these parameters (every
     path of each), for an update that replaces only theirs."""
     rows: dict[str, list[Row]] = {"string": [], "token": [], "reference": [], "date": [], "number": [], "uri": []}
+    if only is not None:
+        for param, path in registry.paths_of(resource["resourceType"], only):
+            for value in path.evaluate(resource):
+                _emit(rows, param, value)
+        return rows
     plan = registry.index_plan(resource["resourceType"])
     for name in top_level_names(resource):
         for param, path in plan.rooted.get(name, ()):
-            if only is None or param.code in only:
-                for value in path.evaluate(resource):
-                    _emit(rows, param, value)
-    for param, path in plan.unrooted:
-        if only is None or param.code in only:
             for value in path.evaluate(resource):
                 _emit(rows, param, value)
+    for param, path in plan.unrooted:
+        for value in path.evaluate(resource):
+            _emit(rows, param, value)
     return rows
 
 

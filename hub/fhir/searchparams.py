@@ -78,6 +78,8 @@ class SearchRegistry:
     _merged: dict[str, dict[str, SearchParam]] = field(default_factory=dict, repr=False)
     _plans: dict[str, IndexPlan] = field(default_factory=dict, repr=False)
     _reading: dict[tuple[str, frozenset[str]], frozenset[str]] = field(default_factory=dict, repr=False)
+    _paths_of: dict[tuple[str, frozenset[str]], tuple[tuple[SearchParam, CompiledPath], ...]] = field(
+        default_factory=dict, repr=False)
 
     def add_definition(self, sp: dict[str, Any]) -> None:
         """Register a SearchParameter resource; unsupported types (composite, special) are kept out."""
@@ -142,6 +144,16 @@ class SearchRegistry:
             codes = {param.code for name in elements for param, _ in plan.rooted.get(name, ())}
             codes |= {param.code for param, _ in plan.unrooted}
             found = self._reading[key] = frozenset(codes)
+        return found
+
+    def paths_of(self, resource_type: str, codes: frozenset[str]) -> tuple[tuple[SearchParam, CompiledPath], ...]:
+        """Every (parameter, path) of these parameters of a type (a partial reindex evaluates just these)."""
+        key = (resource_type, codes)
+        found = self._paths_of.get(key)
+        if found is None:
+            plan = self.index_plan(resource_type)
+            pairs = [pair for pairs in plan.rooted.values() for pair in pairs] + list(plan.unrooted)
+            found = self._paths_of[key] = tuple((param, path) for param, path in pairs if param.code in codes)
         return found
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:
