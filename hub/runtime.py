@@ -72,7 +72,7 @@ class Runtime:
         runtime.dispatcher = _make_dispatcher(runtime)
         runtime.fast = make_fast_reader(settings)
         runtime.writes = GroupCommit(runtime, settings.group_commit_max, settings.group_commit_concurrency,
-                                     settings.group_commit_linger_ms / 1000)
+                                     settings.group_commit_linger_ms / 1000, gather_plain=settings.is_sqlite)
         return runtime
 
     def uow(self, request_id: str | None = None, *, readonly: bool = False) -> Any:

@@ -11,6 +11,7 @@ import pytest
 from hub.errors import Unprocessable
 from hub.fhir import interactions
 from hub.security.context import AccessContext
+from hub.store.group_commit import Together
 from hub.store.schema import audit_log
 from tests.conftest import AGB
 
@@ -141,16 +142,16 @@ async def test_a_shared_transaction_writes_creates_first_then_by_resource_in_arr
 class Gathering:
     """Set the group commit's gathering for one test and put it back afterwards."""
 
-    def __init__(self, writes: Any, *, linger: float, expected: int) -> None:
-        self.writes, self.linger, self.expected = writes, linger, expected
+    def __init__(self, writes: Any, *, linger: float, expected: int, plain: bool = True) -> None:
+        self.writes, self.settings = writes, (linger, expected, plain)
 
     def __enter__(self) -> Any:
-        self.saved = (self.writes.linger, self.writes.expected)
-        self.writes.linger, self.writes.expected = self.linger, self.expected
+        self.saved = (self.writes.linger, self.writes.expected, self.writes.gather_plain)
+        self.writes.linger, self.writes.expected, self.writes.gather_plain = self.settings
         return self.writes
 
     def __exit__(self, *exc: object) -> None:
-        self.writes.linger, self.writes.expected = self.saved
+        self.writes.linger, self.writes.expected, self.writes.gather_plain = self.saved
 
 
 def create(writes: Any, name: str) -> Any:
@@ -185,3 +186,25 @@ async def test_a_wait_that_runs_out_writes_what_came_and_stops_waiting_at_lower_
         again = await asyncio.wait_for(create(writes, "GC not waited"), 10)  # expectation lowered: not held
         assert again.created
     assert await count_named(hub, "GC waited") == 1 and await count_named(hub, "GC not waited") == 1
+
+
+async def test_plain_writes_on_postgresql_do_not_wait_but_together_writes_do(hub):
+    """On PostgreSQL a batch of creates is one round trip: alternating batches overlap with the database, so
+    only `Together` writes (bed status) gather. SQLite gathers both (its batch costs are in the loop)."""
+    assert hub.runtime.writes.gather_plain is (hub.backend == "sqlite")
+    with Gathering(hub.runtime.writes, linger=60.0, expected=8, plain=False) as writes:
+        result = await asyncio.wait_for(create(writes, "GC plain"), 10)  # would wait 60 s if it gathered
+        assert result.created
+        seen: list[list[str]] = []
+
+        async def run_many(uow: Any, items: list[str]) -> list[str]:
+            seen.append(items)
+            return items
+
+        writes.expected = 4
+        arriving = []
+        for i in range(4):
+            arriving.append(asyncio.ensure_future(writes.run(Together(run_many, f"item {i}"))))
+            await asyncio.sleep(0.01)
+        assert await asyncio.wait_for(asyncio.gather(*arriving), 10) == [f"item {i}" for i in range(4)]
+        assert seen == [[f"item {i}" for i in range(4)]]  # gathered: one call for all four
