@@ -5,7 +5,7 @@ Written one by one, each change cost a bed read, a compare-and-set with its inde
 compare-and-set of its source row (~3 ms of the API process per request). Here, for the requests of one
 group-commit batch (hub/store/group_commit.py `Together`):
 1. the beds' current rows are read in one statement (on PostgreSQL locked in id order, so batches of two API
-   processes cannot deadlock on them), and their source rows in another;
+   processes cannot deadlock on them), joined with their source rows and providers (bed_rows.py);
 2. each change is decided in Python exactly as a lone request decides it: unknown bed 404, deleted 410, not a
    bed 422, another provider's bed 403, stale If-Match 412, an unknown code 400, the same status again is a
    confirmation that only refreshes the figure's freshness — a refused change writes nothing and the others go on;
@@ -25,6 +25,7 @@ import orjson
 
 from hub.availability import aggregate
 from hub.availability import vocabulary as v
+from hub.availability.bed_rows import read_beds
 from hub.availability.errors import NotABed, UnknownBedStatus
 from hub.availability.figures import BedFacts, bed_facts
 from hub.availability.hooks import on_write
@@ -80,11 +81,10 @@ async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
                  sources: dict[str, Any]) -> None:
     unread = sorted({changes[i].location_id for i in indexes} - beds.keys())
     if unread:
-        found = await uow.resources.current_many("Location", unread)
-        beds.update({bed_id: found.get(bed_id) for bed_id in unread})
-        found_sources = await aggregate.stored_sources(uow.conn, [f"Location/{b}" for b in unread])
-        sources.update(found_sources)
-        await directory_for(uow).preload_providers({s.org_id for s in found_sources.values() if s.org_id})
+        found = await read_beds(uow, unread)
+        beds.update({bed_id: found.beds.get(bed_id) for bed_id in unread})
+        sources.update(found.sources)
+        directory_for(uow).remember(found.providers)
     written: list[tuple[PreparedUpdate, BedFacts]] = []
     for i in indexes:
         change = changes[i]

@@ -245,15 +245,10 @@ class DbDirectory:
         return await self._search("MeasureReport", [("subject", f"HealthcareService/{service_id}"),
                                                     ("_sort", "-date"), ("_count", "50")])
 
-    async def preload_providers(self, org_ids: set[str]) -> None:
-        """Read the provider rows of these organisations in one statement (a batch of bed changes checks the
-        owner of each); organisations without a row are left to `provider`."""
-        wanted = sorted(o for o in org_ids if o not in self._providers)
-        if not wanted:
-            return
-        stmt = select(availability_providers).where(availability_providers.c.org_id.in_(wanted))
-        for row in (await self.uow.conn.execute(stmt)).all():
-            self._providers[row.org_id] = provider_of_row(row)
+    def remember(self, rows: list[Any]) -> None:
+        """Provider rows read together with something else (bed_rows.py); ones already looked up stay."""
+        for row in rows:
+            self._providers.setdefault(row.org_id, provider_of_row(row))
 
     async def provider(self, org_id: str) -> Provider | None:
         if org_id not in self._providers:

@@ -185,3 +185,23 @@ def after_columns(kind: str) -> tuple[str, ...]:
     from hub.store.raw import INDEX_COLUMNS
 
     return INDEX_COLUMNS[kind]
+
+
+async def test_the_one_statement_read_of_a_batch_equals_the_separate_reads(hub):
+    """bed_rows.read_beds (beds + source rows + providers, one driver statement) returns what Core returns."""
+    from hub.availability import aggregate
+    from hub.availability.bed_rows import read_beds
+    from hub.availability.tables import availability_providers
+
+    provider = await add_provider(hub, "73100006", "Zorg Centrum", {"elv-hoog": "UO", "grz": "C"})
+    beds = sorted(provider.beds.values())
+    async with hub.runtime.uow() as uow:
+        found = await read_beds(uow, [*beds, "no-such-bed", beds[0]])
+        current = await uow.resources.current_many("Location", beds)
+        sources = await aggregate.stored_sources(uow.conn, [f"Location/{b}" for b in beds])
+        providers = (await uow.conn.execute(select(availability_providers).where(
+            availability_providers.c.org_id == provider.org_id))).all()
+    assert found.beds == current and sorted(found.beds) == beds
+    assert {k: r._asdict() for k, r in found.sources.items()} == {k: r._asdict() for k, r in sources.items()}
+    assert len(found.sources) == 3 and all(r.counted is True for r in found.sources.values())
+    assert {r._asdict() == providers[0]._asdict() for r in found.providers} == {True}
