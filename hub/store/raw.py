@@ -421,7 +421,9 @@ def flush_before_statement(conn: Any, cursor: Any, statement: Any, parameters: A
 
 
 # ------------------------------------------------------------------------------------------------ reads
-_LOAD = f"SELECT rid, res_type, res_id, {STORED_SELECT} FROM resources WHERE rid {{}}"
+# The columns of a loaded search result row (`loaded` reads them); the text-path search selects them too.
+LOAD_COLUMNS = f"rid, res_type, res_id, {STORED_SELECT}"
+_LOAD = f"SELECT {LOAD_COLUMNS} FROM resources WHERE rid {{}}"
 
 
 RowsFn = Callable[[str, list[Any]], Awaitable[list[Any]]]
@@ -436,8 +438,13 @@ async def load_by_rids(rows_of: RowsFn, dialect: str, rids: list[int]) -> list[S
         rows = await rows_of(_LOAD.format(f"IN ({', '.join('?' for _ in rids)})"), list(rids))
     else:
         rows = await rows_of(_LOAD.format("= ANY($1::bigint[])"), [rids])
-    by_rid = {int(r[0]): stored_from_row(r[1], r[2], tuple(r)[3:]) for r in rows}
+    by_rid = {int(r[0]): loaded(r) for r in rows}
     return [by_rid[r] for r in rids if r in by_rid]
+
+
+def loaded(row: Any) -> StoredResource:
+    """A StoredResource from a row of LOAD_COLUMNS."""
+    return stored_from_row(row[1], row[2], tuple(row)[3:])
 
 
 async def driver_rows(sa_connection: Any, sql: str, params: list[Any]) -> list[Any]:

@@ -35,8 +35,7 @@ from hub.fhir.searchparams import SearchRegistry
 from hub.security import policy
 from hub.security.context import AccessContext
 from hub.store import search_text
-from hub.store.fast import stored_from_row
-from hub.store.raw import RowsFn, load_by_rids
+from hub.store.raw import LOAD_COLUMNS, RowsFn, load_by_rids, loaded
 from hub.store.repository import StoredResource
 from hub.store.schema import (
     idx_date,
@@ -95,20 +94,17 @@ class SqlSearch:
         # A positive index clause already selects rows of this type (index rows carry res_type); leaving the
         # type predicate out then lets SQLite drive the query from the index instead of scanning the type.
         page: list[StoredResource] | None = None
-        first = search_text.rid_query(query, scope, self.dialect, query.count + 1, columns=search_text.PAGE_COLUMNS)
+        first = search_text.rid_query(query, scope, self.dialect, query.count + 1, columns=LOAD_COLUMNS)
         if first is not None:  # the common simple shapes: SQL text through the driver (hub/store/search_text.py)
             # The first page comes with the match itself: a result that fits on it is one round trip. A longer
             # one also needs every rid (the paging snapshot): page 1 as read, then the matches after it.
             rows = await self.rows(*first)
-            page = [stored_from_row(r[1], r[2], tuple(r)[3:]) for r in rows[: query.count]]
-            if len(rows) <= query.count:
-                rids = [int(r[0]) for r in rows]
-            else:
+            page = [loaded(r) for r in rows[: query.count]]
+            rids = [int(r[0]) for r in rows[: query.count]]
+            if len(rows) > query.count:
                 text = search_text.rid_query(query, scope, self.dialect, self.max_snapshot + 1)
                 assert text is not None  # the same shape as `first`
-                last = page[-1].rid if page else 0
-                rest = [int(row[0]) for row in await self.rows(*text)]
-                rids = [s.rid for s in page if s.rid is not None] + [r for r in rest if last is None or r > last]
+                rids += [r for r in (int(row[0]) for row in await self.rows(*text)) if r > rids[-1]]
         else:
             narrowed = any(c.chain is not None or (c.param is not None and c.modifier not in ("not", "not-in",
                                                                                             "missing"))

@@ -32,16 +32,11 @@ class _Params:
         return f"${len(self.values)}" if self.numbered else "?"
 
 
-# The columns of a first page read with the match itself (the columns hub/store/raw.py `load_by_rids` reads).
-PAGE_COLUMNS = ("resources.rid, resources.res_type, resources.res_id, resources.rid, resources.version, "
-                "resources.last_updated, resources.content, resources.deleted, resources.owner_org, "
-                "resources.patient_id, resources.medical")
-
-
 def rid_query(query: SearchQuery, scope: ReadScope, dialect: str, limit: int, *,
               columns: str = "resources.rid") -> tuple[str, list[Any]] | None:
     """(SQL, parameters) selecting the matching rids in result order, or None when the query needs the Core path.
-    `columns`: PAGE_COLUMNS reads the stored rows themselves (a first page, in the same round trip)."""
+    `columns`: hub/store/raw.py LOAD_COLUMNS reads the stored rows themselves (a first page, in the same round
+    trip)."""
     if query.sort or query.summary == "count" or query.count == 0 or not scope.allowed:
         return None
     p = _Params(numbered=dialect != "sqlite")
