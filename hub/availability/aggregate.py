@@ -96,12 +96,14 @@ def _same(old: Any, new: Contribution | None, columns: dict[str, Any] | None = N
 
 def _replacing(old: Any, new: Contribution | None) -> dict[Key, Figures]:
     """The increments that replace the stored contribution `old` (a source row or None) by `new`."""
-    deltas: dict[Key, Figures] = defaultdict(lambda: ZERO)
+    deltas: dict[Key, Figures] = {}
     if old is not None and old.counted:
-        old_key = Key(old.org_id, old.product, old.region)
-        deltas[old_key] = deltas[old_key] - Figures.of(old)
-    if new is not None and new.key is not None:
-        deltas[new.key] = deltas[new.key] + new.figures
+        deltas[Key(old.org_id, old.product, old.region)] = -Figures.of(old)
+    new_key = new.key if new is not None else None
+    if new_key is not None:
+        assert new is not None
+        earlier = deltas.get(new_key)
+        deltas[new_key] = new.figures if earlier is None else earlier + new.figures
     return deltas
 
 
@@ -206,48 +208,74 @@ async def _write_source(conn: Any, source: str, old: Any, new: Contribution | No
 
 # A status change rewrites only these columns of a source row (with_new_status keeps the rest).
 _STATUS_COLUMNS = ("status", *COUNTS)
-_PG_STATUS_UPDATE = (
-    "UPDATE availability_sources s SET status = u.status, total = u.total, free = u.free, occupied = u.occupied, "
-    "reserved = u.reserved, unavailable = u.unavailable, updated = $9, version = s.version + 1 "
-    "FROM unnest($1::text[], $2::int4[], $3::text[], $4::int4[], $5::int4[], $6::int4[], $7::int4[], $8::int4[]) "
-    "AS u(source, version, status, total, free, occupied, reserved, unavailable) "
-    "WHERE s.source = u.source AND s.version = u.version RETURNING s.source"
-)
 
 
-async def apply_status_changes(uow: Any, changes: list[tuple[Any, Contribution]], publish: Publish) -> dict[str, Any]:
-    """`apply` for many beds whose status alone changed (`(stored row, with_new_status(...))` each, distinct
-    sources): the source rows compare-and-set in one statement on PostgreSQL, the increments deferred as `apply`
-    defers them. The source rows as now written, by source (for a later round of the same batch)."""
+def _pg_status_update(first: int) -> str:
+    """The source rows' compare-and-set for many status changes, parameters numbered from `$first`."""
+    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(("text", "int4", "text", *["int4"] * len(COUNTS))))
+    return ("UPDATE availability_sources s SET status = w.status, total = w.total, free = w.free, "
+            "occupied = w.occupied, reserved = w.reserved, unavailable = w.unavailable, "
+            f"updated = ${first + 3 + len(COUNTS)}, version = s.version + 1 FROM unnest({arrays}) "
+            "AS w(source, version, status, total, free, occupied, reserved, unavailable) "
+            "WHERE s.source = w.source AND s.version = w.version RETURNING s.source")
+
+
+
+@dataclass
+class StatusWrites:
+    """The source rows of many beds whose status alone changed, planned before the beds are written: on
+    PostgreSQL their compare-and-set (`also`) goes in the same statement as the beds' own update (one round
+    trip less per batch); `finish` then checks it and defers the aggregate increments."""
+
+    changes: list[tuple[Any, Contribution]]  # (stored source row, with_new_status(...)), distinct sources
+    columns: list[dict[str, Any]]
+    moved: list[bool]  # the figure or status differs from the stored row (else only freshness is refreshed)
+    now: datetime
+    also: Any = None  # raw.Also, or None: `finish` writes the source rows itself
+
+    @property
+    def moving(self) -> int:
+        return sum(self.moved)
+
+
+def plan_status_changes(dialect: str, changes: list[tuple[Any, Contribution]]) -> StatusWrites:
+    from hub.store.raw import Also
+
+    columns = [new.columns() for _, new in changes]
+    moved = [not _same(old, new, cols) for (old, new), cols in zip(changes, columns, strict=True)]
+    plan = StatusWrites(changes, columns, moved, utcnow())
+    if dialect == "postgresql" and plan.moving:
+        moving = [(old, cols) for (old, _), cols, m in zip(changes, columns, moved, strict=True) if m]
+        arrays: list[Any] = [[old.source for old, _ in moving], [old.version for old, _ in moving],
+                             *[[cols[c] for _, cols in moving] for c in _STATUS_COLUMNS]]
+        plan.also = Also("availability_sources", _pg_status_update, [*arrays, plan.now])
+    return plan
+
+
+async def finish_status_changes(uow: Any, plan: StatusWrites, also_written: int, publish: Publish) -> dict[str, Any]:
+    """After the beds' update: the source rows compare-and-set (checked, or written here when `plan.also` was
+    not sent), the increments deferred as `apply` defers them. The source rows as now written, by source (for a
+    later round of the same batch)."""
     from types import SimpleNamespace
 
     from hub.availability.errors import SourceChanged
-    from hub.store.raw import driver_rows
 
-    if not changes:
-        return {}
-    now = utcnow()
-    columns = [new.columns() for _, new in changes]
-    moved = [not _same(old, new, cols) for (old, new), cols in zip(changes, columns, strict=True)]
-    moving = [(old, cols) for (old, _), cols, m in zip(changes, columns, moved, strict=True) if m]
-    if uow.conn.dialect.name == "postgresql" and len(moving) > 1:
-        arrays = [[old.source for old, _ in moving], [old.version for old, _ in moving],
-                  *[[cols[c] for _, cols in moving] for c in _STATUS_COLUMNS]]
-        done = await driver_rows(uow.conn, _PG_STATUS_UPDATE, [*arrays, now])
-        if len(done) != len(moving):
+    if plan.also is not None:
+        if also_written != plan.moving:
             raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
     else:
-        for (old, new), m in zip(changes, moved, strict=True):
+        for (old, new), m in zip(plan.changes, plan.moved, strict=True):
             if m:
-                await _write_source(uow.conn, old.source, old, new, now)
+                await _write_source(uow.conn, old.source, old, new, plan.now)
     written: dict[str, Any] = {}
-    for (old, new), cols, m in zip(changes, columns, moved, strict=True):
+    for (old, new), cols, m in zip(plan.changes, plan.columns, plan.moved, strict=True):
         # as `apply` with touch: an unchanged figure still refreshes its row's freshness
-        _defer(uow, _replacing(old, new) if m else {new.key: ZERO} if new.key else {}, new, now, publish,
+        _defer(uow, _replacing(old, new) if m else {new.key: ZERO} if new.key else {}, new, plan.now, publish,
                notify=True)
         if m:
             fields = old._asdict() if hasattr(old, "_asdict") else vars(old)
-            written[old.source] = SimpleNamespace(**{**fields, **cols, "updated": now, "version": old.version + 1})
+            written[old.source] = SimpleNamespace(**{**fields, **cols, "updated": plan.now,
+                                                     "version": old.version + 1})
     return written
 
 
@@ -281,13 +309,14 @@ async def _add_each(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Con
     return changes
 
 
-def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...]) -> str:
+def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...], first: int = 1) -> str:
     """The upsert of `_upsert` for many rows in one statement: rows come from unnested arrays in key order
-    (`WITH ORDINALITY ... ORDER BY`), so they are locked in the same order as one statement each would."""
+    (`WITH ORDINALITY ... ORDER BY`), so they are locked in the same order as one statement each would.
+    Parameters are numbered from `$first`."""
     columns = [*keys, *places, *COUNTS]
     types = ["text"] * (len(keys) + len(places)) + ["int4"] * len(COUNTS)
-    arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
-    n = len(columns) + 1
+    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
+    n = first + len(columns)
     name = table.name
     sets = [f"{c} = {name}.{c} + excluded.{c}" for c in COUNTS]
     sets += [f"seq = {name}.seq + 1",
@@ -304,12 +333,28 @@ def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...]
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)} RETURNING {name}.*")
 
 
-_PG_ROWS_UPSERT = _pg_upsert_many(availability_rows, ("org_id", "product", "region"), ("org_name", "postcode", "city"))
-_PG_TOTALS_UPSERT = _pg_upsert_many(availability_totals, ("region", "product"), ())
+_ROW_KEYS, _ROW_PLACES = ("org_id", "product", "region"), ("org_name", "postcode", "city")
+_ROW_FIELDS = (*_ROW_KEYS, *_ROW_PLACES, *COUNTS, "last_update", "seq")  # as row_json gives an aggregate row
+_TOTAL_FIELDS = ("region", "product", *COUNTS, "last_update", "seq")  # ... and a regional total
+
+
+def _pg_add_sql() -> str:
+    """The rows' upserts, then the totals' (an Append reads `r` to its end before `t`: rows lock before totals,
+    as with two statements), in one round trip; both come back in one column list, totals with `is_row` false."""
+    rows = _pg_upsert_many(availability_rows, _ROW_KEYS, _ROW_PLACES)
+    totals = _pg_upsert_many(availability_totals, ("region", "product"), (),
+                             first=len(_ROW_KEYS) + len(_ROW_PLACES) + len(COUNTS) + 2)
+    counts = ", ".join(COUNTS)
+    return (f"WITH r AS ({rows}), t AS ({totals}) "
+            f"SELECT true AS is_row, {', '.join(_ROW_FIELDS)} FROM r UNION ALL "
+            f"SELECT false, NULL, product, region, NULL, NULL, NULL, {counts}, last_update, seq FROM t")
+
+
+_PG_ADD = _pg_add_sql()
 
 
 async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution], now: datetime) -> Changes:
-    """`add` on PostgreSQL: all rows in one statement, all totals in another."""
+    """`add` on PostgreSQL: all rows and all totals in one statement."""
     from hub.store.raw import driver_rows
 
     keys = sorted(deltas, key=lambda k: (k.org_id, k.product, k.region))
@@ -325,10 +370,17 @@ async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contr
     total_args: list[list[Any]] = [[r for r, _ in total_keys], [p for _, p in total_keys]]
     total_args += [[getattr(totals[t], c) for t in total_keys] for c in COUNTS]
     changes = Changes()
-    for row in await driver_rows(conn, _PG_ROWS_UPSERT, [*row_args, now]):
-        changes.rows[Key(row["org_id"], row["product"], row["region"])] = row_json(row)
-    for total in await driver_rows(conn, _PG_TOTALS_UPSERT, [*total_args, now]):
-        changes.totals[(total["region"], total["product"])] = row_json(total)
+    for record in await driver_rows(conn, _PG_ADD, [*row_args, now, *total_args, now]):
+        values = tuple(record)
+        if values[0]:
+            row = dict(zip(_ROW_FIELDS, values[1:], strict=True))
+            changes.rows[Key(row["org_id"], row["product"], row["region"])] = row
+        else:
+            total = {name: values[1 + _ROW_FIELDS.index(name)] for name in _TOTAL_FIELDS}
+            changes.totals[(total["region"], total["product"])] = total
+    for found in (*changes.rows.values(), *changes.totals.values()):
+        found["last_update"] = instant(found["last_update"])
+        found["seq"] = int(found["seq"])
     return changes
 
 

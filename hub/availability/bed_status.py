@@ -27,7 +27,7 @@ from hub.availability import aggregate
 from hub.availability import vocabulary as v
 from hub.availability.bed_rows import read_beds
 from hub.availability.errors import NotABed, UnknownBedStatus
-from hub.availability.figures import BedFacts, bed_facts
+from hub.availability.figures import BedFacts, bed_facts, bed_status
 from hub.availability.hooks import on_write
 from hub.availability.publish import publish
 from hub.availability.service import check_owner
@@ -102,8 +102,15 @@ async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
         written.append((prepared, was))
         beds[change.location_id] = prepared.stored
         outcomes[i] = WriteResult(prepared.stored, created=False)
-    await uow.resources.update_many([p for p, _ in written], skip_hook=on_write)
-    await _apply_to_aggregate(uow, written, sources)
+    status_only, general = _status_only(written, sources)
+    plan = aggregate.plan_status_changes(uow.conn.dialect.name, status_only)
+    also_written = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also)
+    for prepared in general:  # what the write hook does, for the beds whose placement is not the stored one
+        source = f"Location/{prepared.stored.res_id}"
+        await on_write(uow, prepared.ctx, "Location", prepared.before, prepared.resource)
+        sources.pop(source, None)  # the hook wrote it: read it again if this bed comes round again
+        sources.update(await aggregate.stored_sources(uow.conn, [source]))
+    sources.update(await aggregate.finish_status_changes(uow, plan, also_written, publish))
 
 
 async def _decide(uow: Any, change: StatusChange,
@@ -137,19 +144,18 @@ async def _decide(uow: Any, change: StatusChange,
     return prepared, facts
 
 
-async def _apply_to_aggregate(uow: Any, written: list[tuple[PreparedUpdate, BedFacts]],
-                              sources: dict[str, Any]) -> None:
-    """What the write hook does for a status change, for all of them at once; the rest through the hook."""
+def _status_only(written: list[tuple[PreparedUpdate, BedFacts]],
+                 sources: dict[str, Any]) -> tuple[list[tuple[Any, Any]], list[PreparedUpdate]]:
+    """The changes the aggregate can take as a status change of the stored source row ((row, contribution)
+    each), and the rest, which go through the write hook (never counted yet, or the row no longer matches)."""
     status_only: list[tuple[Any, Any]] = []
+    general: list[PreparedUpdate] = []
     for prepared, was in written:
-        now = bed_facts(prepared.resource)
-        source = f"Location/{prepared.stored.res_id}"
-        stored = sources.get(source)
-        if (now is not None and replace(was, status=now.status) == now and stored is not None
-                and stored.status == was.status and stored.org_id == was.org_id):
+        stored = sources.get(f"Location/{prepared.stored.res_id}")
+        if stored is not None and stored.status == was.status and stored.org_id == was.org_id:
+            # only operationalStatus changed (_decide built it so): the bed's other facts are those it had
+            now = replace(was, status=bed_status(prepared.resource))
             status_only.append((stored, with_new_status(stored, now)))
         else:
-            await on_write(uow, prepared.ctx, "Location", prepared.before, prepared.resource)
-            sources.pop(source, None)  # the hook wrote it: read it again if this bed comes round again
-            sources.update(await aggregate.stored_sources(uow.conn, [source]))
-    sources.update(await aggregate.apply_status_changes(uow, status_only, publish))
+            general.append(prepared)
+    return status_only, general

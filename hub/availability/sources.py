@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import select
@@ -36,8 +36,9 @@ SYSTEM = AccessContext.system("availability: resolve bed and service sources")
 PARENT_STEPS = 3
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
+    """An aggregate row: provider × care product × region (a tuple: built and hashed for every bed change)."""
+
     org_id: str
     product: str
     region: str

@@ -80,14 +80,15 @@ class SearchRegistry:
     _reading: dict[tuple[str, frozenset[str]], frozenset[str]] = field(default_factory=dict, repr=False)
     _paths_of: dict[tuple[str, frozenset[str]], tuple[tuple[SearchParam, CompiledPath], ...]] = field(
         default_factory=dict, repr=False)
+    _kinds_of: dict[tuple[str, frozenset[str]], frozenset[str]] = field(default_factory=dict, repr=False)
 
     def add_definition(self, sp: dict[str, Any]) -> None:
         """Register a SearchParameter resource; unsupported types (composite, special) are kept out."""
         if sp.get("type") not in INDEXED_TYPES or not sp.get("expression"):
             return
         compiled = compile_expression(sp["expression"])
-        self._merged.clear()
-        self._plans.clear()
+        for cache in (self._merged, self._plans, self._reading, self._paths_of, self._kinds_of):
+            cache.clear()
         bases = sp.get("base", [])
         self.definitions.append(sp)
         for base in bases:
@@ -154,6 +155,17 @@ class SearchRegistry:
             plan = self.index_plan(resource_type)
             pairs = [pair for pairs in plan.rooted.values() for pair in pairs] + list(plan.unrooted)
             found = self._paths_of[key] = tuple((param, path) for param, path in pairs if param.code in codes)
+        return found
+
+    def kinds_of(self, resource_type: str, codes: frozenset[str]) -> frozenset[str]:
+        """The index tables (kinds: string, token, ...) the rows of these parameters of a type live in: an update
+        that replaces only their rows need not visit the other tables."""
+        key = (resource_type, codes)
+        found = self._kinds_of.get(key)
+        if found is None:
+            params = self.params_for(resource_type)
+            found = self._kinds_of[key] = frozenset(
+                "number" if params[code].type == "quantity" else params[code].type for code in codes if code in params)
         return found
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
@@ -30,9 +31,9 @@ from hub.store.repository import StoredResource
 from hub.store.schema import INDEX_TABLES, resource_versions, resources
 
 Row = dict[str, Any]
-# rid, expected version, row, method, index rows, and the search parameters those rows replace (comma-separated;
-# None: all of the resource's index rows are replaced)
-Update = tuple[int, int, Row, str, dict[str, list[Row]], str | None]
+# rid, expected version, row, method, index rows, the search parameters those rows replace (comma-separated;
+# None: all of the resource's index rows are replaced), and the index kinds those parameters live in (None: all)
+Update = tuple[int, int, Row, str, dict[str, list[Row]], str | None, frozenset[str] | None]
 KINDS = ("string", "token", "reference", "date", "number", "uri")
 _RESOURCE_COLUMNS = ("res_type", "res_id", "version", "last_updated", "deleted", "content", "owner_org",
                      "patient_id", "medical")
@@ -53,11 +54,12 @@ class RawWrites(Protocol):
         """Compare-and-set the resource row, add the version, replace the index rows; False if the version moved.
         A deletion is an update with `deleted` set and no index rows (its version row keeps no content)."""
 
-    async def update_many(self, updates: list[Update]) -> int:
+    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, int]:
         """Several updates (not deletions) of distinct resources, each as `update` does it: compare-and-set,
         version row, index rows replaced — only those of the named search parameters where an update names them
         (a bed status change replaces its `operational-status` rows and leaves the others alone). How many matched
-        their expected version (the rest wrote nothing)."""
+        their expected version (the rest wrote nothing), and how many rows `also` wrote (PostgreSQL: in the same
+        statement; SQLite: not supported, the caller writes those itself)."""
 
     async def flush(self, *, final: bool = False) -> None:
         """Send what is buffered (PostgreSQL: creates after the first of a unit of work). `final`: right before
@@ -105,8 +107,10 @@ class SqliteWrites:
             raise DBAPIError.instance(self._update_sql, None, exc, sqlite3.Error) from exc
         return True
 
-    async def update_many(self, updates: list[Update]) -> int:
-        return sum([await self.update(*u) for u in updates])  # in-process statements: nothing to save by merging
+    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, int]:
+        if also is not None:
+            raise NotImplementedError("SQLite writes run in-process: the caller writes its own rows")
+        return sum([await self.update(*u[:6]) for u in updates]), 0  # in-process statements: nothing to merge
 
     def _version_and_index(self, rid: int, row: Row, method: str, index: dict[str, list[Row]]) -> None:
         version = {**row, "rid": rid, "method": method, "content": None if row["deleted"] else row["content"]}
@@ -224,9 +228,12 @@ def _pg_create_many_sql() -> str:
     return "WITH " + ", ".join(ctes) + " SELECT 1"
 
 
-def _pg_update_many_sql() -> str:
+def _pg_update_many_sql(kinds: tuple[str, ...] = KINDS, also: Also | None = None) -> str:
     """Many updates in one statement: the compare-and-set UPDATE joins the unnested new rows; version and index
-    rows follow only for the rows it matched (`JOIN r`), so a resource whose version moved keeps everything."""
+    rows follow only for the rows it matched (`JOIN r`), so a resource whose version moved keeps everything.
+    `kinds`: the index tables the updates touch (a bed status change: token only) — the others are left out of
+    the statement rather than visited with nothing to do. `also`: one more data-modifying CTE in the same
+    statement; its row count is returned beside that of the updates."""
     new = ("u AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamp[], $5::bytea[], $6::text[], "
            "$7::text[], $8::bool[], $9::text[], $10::text[]) AS u(rid, expected, version, last_updated, content, "
            "owner_org, patient_id, medical, method, reindexed))")
@@ -240,9 +247,9 @@ def _pg_update_many_sql() -> str:
     # per row and update, and with many status changes of the same beds the deletes spent most of the statement
     # stepping over them (EXPLAIN ANALYZE: 17 of 28 ms for 16 beds).
     ctes += [f"d_{kind} AS (DELETE FROM {INDEX_TABLES[kind].name} x USING r WHERE x.rid = r.rid AND "
-             "(r.reindexed IS NULL OR x.param = ANY(string_to_array(r.reindexed, ','))))" for kind in KINDS]
+             "(r.reindexed IS NULL OR x.param = ANY(string_to_array(r.reindexed, ','))))" for kind in kinds]
     n = 11
-    for kind in KINDS:
+    for kind in kinds:
         cols = INDEX_COLUMNS[kind]
         arrays = ", ".join(f"${n + i}::{t}[]" for i, t in enumerate(("int8", *_PG_ARRAY_TYPES[kind])))
         n += len(cols) + 1
@@ -250,13 +257,37 @@ def _pg_update_many_sql() -> str:
         ctes.append(f"i_{kind} AS (INSERT INTO {INDEX_TABLES[kind].name} (rid, res_type, {', '.join(cols)}) "
                     f"SELECT r.rid, r.res_type, {alias} FROM unnest({arrays}) AS k(rid, {alias}) "
                     "JOIN r ON r.rid = k.rid)")
-    return "WITH " + ", ".join(ctes) + " SELECT count(*) FROM r"
+    if also is None:
+        return "WITH " + ", ".join(ctes) + " SELECT count(*) FROM r"
+    ctes.append(f"{also.name} AS ({also.sql(n)})")
+    return "WITH " + ", ".join(ctes) + f" SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM {also.name})"
+
+
+@dataclass(frozen=True)
+class Also:
+    """A data-modifying statement written in the same round trip as `update_many` (the availability source rows
+    of beds whose status changes, bed_status.py). `sql(n)`: its text with parameters numbered from `$n`, ending in
+    RETURNING (the rows it wrote are counted); `args`: their values. Statements are built once per `name`."""
+
+    name: str
+    sql: Callable[[int], str]
+    args: list[Any]
+
+
+_update_many_sql: dict[tuple[tuple[str, ...], str | None], str] = {}
+
+
+def pg_update_many_sql(kinds: tuple[str, ...], also: Also | None) -> str:
+    key = (kinds, also.name if also else None)
+    found = _update_many_sql.get(key)
+    if found is None:
+        found = _update_many_sql[key] = _pg_update_many_sql(kinds, also)
+    return found
 
 
 _pg_writers: dict[int, PgWrites] = {}  # id(asyncpg adapter) -> its unit of work's writer, while the unit runs
 _PG_RESOURCE_TYPES = ("int8", "text", "text", "int4", "timestamp", "bool", "bytea", "text", "text", "bool")
 PG_CREATE, PG_UPDATE, PG_CREATE_MANY = _pg_create_sql(), _pg_update_sql(), _pg_create_many_sql()
-PG_UPDATE_MANY = _pg_update_many_sql()
 PG_ALLOCATE_RIDS = "SELECT nextval(pg_get_serial_sequence('resources', 'rid')) FROM generate_series(1, $1)"
 
 
@@ -341,20 +372,26 @@ class PgWrites:
         count = await self._fetchval(PG_UPDATE, *values, rid, expected_version, method, *_pg_arrays(index))
         return bool(count == 1)
 
-    async def update_many(self, updates: list[Update]) -> int:
-        if len(updates) == 1 and updates[0][5] is None:
-            return int(await self.update(*updates[0][:5]))
+    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, int]:
+        if len(updates) == 1 and updates[0][5] is None and also is None:
+            return int(await self.update(*updates[0][:5])), 0
         await self.flush()
+        touched = [u[6] for u in updates]
+        kinds = KINDS if None in touched else tuple(k for k in KINDS if any(k in t for t in touched if t))
         columns = ("version", "last_updated", "content", "owner_org", "patient_id", "medical")
         arrays: list[list[Any]] = [[u[0] for u in updates], [u[1] for u in updates]]
         arrays += [[u[2][c] for u in updates] for c in columns]
         arrays.append([u[3] for u in updates])
         arrays.append([u[5] for u in updates])
-        for kind in KINDS:
-            rows = [(rid, r) for rid, _, _, _, index, _ in updates for r in index.get(kind) or []]
+        for kind in kinds:
+            rows = [(u[0], r) for u in updates for r in u[4].get(kind) or []]
             arrays.append([rid for rid, _ in rows])
             arrays += [[r.get(c) for _, r in rows] for c in INDEX_COLUMNS[kind]]
-        return int(await self._fetchval(PG_UPDATE_MANY, *arrays))
+        sql = pg_update_many_sql(kinds, also)
+        if also is None:
+            return int(await self._fetchval(sql, *arrays)), 0
+        row = await self._fetchrow(sql, *arrays, *also.args)
+        return int(row[0]), int(row[1])
 
     async def flush(self, *, final: bool = False) -> None:
         """Write the buffered creates (one statement)."""
@@ -375,6 +412,14 @@ class PgWrites:
         self._buffer.clear()
         if _pg_writers.get(id(self.adapted)) is self:
             del _pg_writers[id(self.adapted)]
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        try:
+            conn = await _pg_connection(self.adapted)
+            return await conn.fetchrow(sql, *args)
+        except Exception as exc:
+            _raise_translated(self.adapted, sql, exc)
+            raise
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
         """Driver errors come out as the SQLAlchemy exceptions Core would raise (IntegrityError for a duplicate

@@ -27,6 +27,7 @@ from hub.store.schema import resource_versions, resources
 
 if TYPE_CHECKING:
     from hub.runtime import Runtime
+    from hub.store.raw import Also
     from hub.store.uow import UnitOfWork
 
 STORED_COLUMNS = (  # what a StoredResource needs, in row_to_stored order
@@ -61,6 +62,7 @@ class PreparedUpdate:
     stored: StoredResource
     method: str
     reindexed: frozenset[str] | None = None  # the parameters whose index rows `index` replaces (None: all)
+    kinds: frozenset[str] | None = None  # the index tables those parameters' rows live in (None: all)
 
 
 def utcnow() -> datetime:
@@ -241,12 +243,13 @@ class SqlResourceRepository:
         stored = StoredResource(
             res_type, res_id, version, now, content, False, owner, values["patient_id"], values["medical"], current.rid
         )
-        reindexed = None
+        reindexed = kinds = None
         if changed_elements is not None and before is not None:
             reindexed = self.runtime.registry.params_reading(res_type, changed_elements)
+            kinds = self.runtime.registry.kinds_of(res_type, reindexed)
         return PreparedUpdate(current.rid, current.version, values, index_rows(self.runtime.registry, resource,
                                                                                 reindexed),
-                              ctx, before, resource, stored, method, reindexed)
+                              ctx, before, resource, stored, method, reindexed, kinds)
 
     async def current_many(self, res_type: str, res_ids: list[str]) -> dict[str, StoredResource]:
         """Current rows of several resources, locked for this transaction in id order on PostgreSQL (so batches
@@ -262,20 +265,23 @@ class SqlResourceRepository:
                                        [res_type, ids])
         return {str(r[0]): stored_from_row(res_type, str(r[0]), tuple(r)[1:]) for r in rows}
 
-    async def update_many(self, updates: list[PreparedUpdate], *, skip_hook: Any = None) -> None:
+    async def update_many(self, updates: list[PreparedUpdate], *, skip_hook: Any = None,
+                          also: Also | None = None) -> int:
         """Write prepared updates of distinct resources together (one statement on PostgreSQL), then run the
         write hooks for each — all but `skip_hook`, whose work the caller does itself for the whole set.
-        Conflict (nothing may be kept: the caller's unit of work must roll back) if any version moved on."""
+        Conflict (nothing may be kept: the caller's unit of work must roll back) if any version moved on.
+        `also` (PostgreSQL only): a further write in the same statement (raw.Also); how many rows it wrote."""
         if not updates:
-            return
-        written = await (await self.uow.raw()).update_many(
+            return 0
+        written, also_written = await (await self.uow.raw()).update_many(
             [(u.rid, u.expected_version, u.values, u.method, u.index,
-              None if u.reindexed is None else ",".join(sorted(u.reindexed))) for u in updates])
+              None if u.reindexed is None else ",".join(sorted(u.reindexed)), u.kinds) for u in updates], also)
         if written != len(updates):
             raise Conflict(f"{len(updates) - written} of {len(updates)} resources were changed by another request")
         for u in updates:
             await self.runtime.hooks.after_write(self.uow, u.ctx, u.stored.res_type, u.before, u.resource,
                                                  skip=skip_hook)
+        return also_written
 
     async def delete(
         self, ctx: AccessContext, res_type: str, res_id: str, *, if_match: int | None = None

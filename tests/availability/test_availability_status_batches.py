@@ -205,3 +205,44 @@ async def test_the_one_statement_read_of_a_batch_equals_the_separate_reads(hub):
     assert {k: r._asdict() for k, r in found.sources.items()} == {k: r._asdict() for k, r in sources.items()}
     assert len(found.sources) == 3 and all(r.counted is True for r in found.sources.values())
     assert {r._asdict() == providers[0]._asdict() for r in found.providers} == {True}
+
+
+async def test_a_source_row_that_moved_before_the_write_fails_the_whole_set_and_keeps_nothing(hub, monkeypatch):
+    """The source rows' compare-and-set goes in the beds' own update statement (PostgreSQL): a source row that
+    another writer moved between the batch's read and its write (a ward or service write re-placing the bed)
+    fails the whole set — no bed, version, index row or figure of it is kept."""
+    from sqlalchemy import update
+
+    from hub.availability.errors import SourceChanged
+    from hub.availability.tables import availability_sources as s
+
+    provider = await add_provider(hub, "73100007", "Zorg Haven", {"elv-laag": "UU", "grz": "U"})
+    beds = sorted(provider.beds.values())
+    read = bed_status.read_beds
+
+    async def read_then_move(uow: Any, bed_ids: list[str]) -> Any:
+        found = await read(uow, bed_ids)
+        await uow.conn.execute(update(s).where(s.c.source == f"Location/{beds[1]}").values(version=s.c.version + 1))
+        return found
+
+    monkeypatch.setattr(bed_status, "read_beds", read_then_move)
+    ctx = provider_ctx(provider)
+    with pytest.raises(SourceChanged):
+        async with hub.runtime.uow() as uow:
+            await bed_status.set_many(uow, [StatusChange(ctx, b, "O", None) for b in beds])
+    monkeypatch.undo()
+    headers = hub.headers("coordinator")
+    for bed_id in beds:
+        read_back = (await hub.client.get(f"/fhir/Location/{bed_id}", headers=headers)).json()
+        assert read_back["meta"]["versionId"] == "1" and read_back["operationalStatus"]["code"] == "U"
+        assert await history_count(hub, bed_id) == 1
+    found = await hub.client.get(f"/fhir/Location?operational-status=O&_id={','.join(beds)}&_summary=count",
+                                 headers=headers)
+    assert found.json()["total"] == 0
+    await assert_matches_recount(hub)
+    # and the same batch, unhindered, writes all three
+    async with hub.runtime.uow() as uow:
+        outcomes = await bed_status.set_many(uow, [StatusChange(ctx, b, "O", None) for b in beds])
+    assert [o.stored.version for o in outcomes] == [2, 2, 2]
+    assert (await row(hub, provider, "elv-laag"))["occupied"] == 2
+    await assert_matches_recount(hub)
