@@ -20,7 +20,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
@@ -148,7 +149,7 @@ class _Increments:
     publish: Publish
     now: datetime
     deltas: dict[Key, Figures] = field(default_factory=dict)
-    places: dict[Key, Contribution] = field(default_factory=dict)
+    places: dict[Key, Contribution | Place] = field(default_factory=dict)
     notify: set[Key] = field(default_factory=set)
 
 
@@ -174,6 +175,27 @@ def _defer(uow: Any, deltas: dict[Key, Figures], place: Contribution | None, now
     if place is not None and place.key is not None:
         pending.places[place.key] = place
     pending.now = max(pending.now, now)
+
+
+class Place(NamedTuple):
+    """What an aggregate row takes from its latest source besides figures (as a Contribution gives it)."""
+
+    key: Key
+    org_name: str | None
+    postcode: str | None
+    city: str | None
+
+
+def _defer_many(uow: Any, deltas: dict[Key, Figures], places: dict[Key, Place], now: datetime,
+                publish: Publish) -> None:
+    """`_defer` for the increments of many sources at once, every row notified."""
+    _defer(uow, {}, None, now, publish, notify=True)
+    pending = _increments[uow]
+    for key, delta in deltas.items():
+        earlier = pending.deltas.get(key)
+        pending.deltas[key] = delta if earlier is None else earlier + delta
+        pending.notify.add(key)
+    pending.places.update(places)
 
 
 _SOURCE_UPDATE = (update(availability_sources)
@@ -225,29 +247,44 @@ def _pg_status_update(first: int) -> str:
 class StatusWrites:
     """The source rows of many beds whose status alone changed, planned before the beds are written: on
     PostgreSQL their compare-and-set (`also`) goes in the same statement as the beds' own update (one round
-    trip less per batch); `finish` then checks it and defers the aggregate increments."""
+    trip less per batch); `finish_status_changes` then checks it and defers the aggregate increments.
 
-    changes: list[tuple[Any, Contribution]]  # (stored source row, with_new_status(...)), distinct sources
-    columns: list[dict[str, Any]]
+    Why not `apply` per bed: product, provider and placement are those of the stored source row (writes of the
+    ward, service or provider keep it current), so a status change only moves one bed between two counts of one
+    aggregate row; building a Contribution and comparing all its columns cost more than the rest of the change."""
+
+    changes: list[tuple[Any, str, Figures]]  # (stored source row, new status, new figures), distinct sources
     moved: list[bool]  # the figure or status differs from the stored row (else only freshness is refreshed)
     now: datetime
-    also: Any = None  # raw.Also, or None: `finish` writes the source rows itself
+    also: Any = None  # raw.Also, or None: `finish_status_changes` writes the source rows itself
 
     @property
     def moving(self) -> int:
         return sum(self.moved)
 
 
-def plan_status_changes(dialect: str, changes: list[tuple[Any, Contribution]]) -> StatusWrites:
+def status_figures(stored: Any, status: str, active: bool) -> Figures:
+    """What a bed with this status adds, placed as its stored source row places it (`with_new_status`)."""
+    if not (stored.org_id and stored.product) or not active:
+        return ZERO
+    return _BY_STATUS.get(status, _UNAVAILABLE)
+
+
+_BY_STATUS = {"O": Figures(total=1, occupied=1), "reserved": Figures(total=1, reserved=1),
+              "U": Figures(total=1, free=1)}
+_UNAVAILABLE = Figures(total=1, unavailable=1)
+
+
+def plan_status_changes(dialect: str, changes: list[tuple[Any, str, Figures]]) -> StatusWrites:
     from hub.store.raw import Also
 
-    columns = [new.columns() for _, new in changes]
-    moved = [not _same(old, new, cols) for (old, new), cols in zip(changes, columns, strict=True)]
-    plan = StatusWrites(changes, columns, moved, utcnow())
+    moved = [old.status != status or Figures.of(old) != figures for old, status, figures in changes]
+    plan = StatusWrites(changes, moved, utcnow())
     if dialect == "postgresql" and plan.moving:
-        moving = [(old, cols) for (old, _), cols, m in zip(changes, columns, moved, strict=True) if m]
-        arrays: list[Any] = [[old.source for old, _ in moving], [old.version for old, _ in moving],
-                             *[[cols[c] for _, cols in moving] for c in _STATUS_COLUMNS]]
+        moving = [(old, status, figures) for (old, status, figures), m in zip(changes, moved, strict=True) if m]
+        arrays: list[Any] = [[old.source for old, _, _ in moving], [old.version for old, _, _ in moving],
+                             [status for _, status, _ in moving],
+                             *[[getattr(figures, c) for _, _, figures in moving] for c in COUNTS]]
         plan.also = Also("availability_sources", _pg_status_update, [*arrays, plan.now])
     return plan
 
@@ -256,34 +293,48 @@ async def finish_status_changes(uow: Any, plan: StatusWrites, also_written: int,
     """After the beds' update: the source rows compare-and-set (checked, or written here when `plan.also` was
     not sent), the increments deferred as `apply` defers them. The source rows as now written, by source (for a
     later round of the same batch)."""
-    from types import SimpleNamespace
-
     from hub.availability.errors import SourceChanged
 
     if plan.also is not None:
         if also_written != plan.moving:
             raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
     else:
-        for (old, new), m in zip(plan.changes, plan.moved, strict=True):
+        for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
             if m:
-                await _write_source(uow.conn, old.source, old, new, plan.now)
+                await _write_source(uow.conn, old.source, old, _status_contribution(old, status, figures), plan.now)
     written: dict[str, Any] = {}
-    for (old, new), cols, m in zip(plan.changes, plan.columns, plan.moved, strict=True):
-        # as `apply` with touch: an unchanged figure still refreshes its row's freshness
-        _defer(uow, _replacing(old, new) if m else {new.key: ZERO} if new.key else {}, new, plan.now, publish,
-               notify=True)
+    deltas: dict[Key, Figures] = {}
+    places: dict[Key, Place] = {}
+    for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
         if m:
-            fields = old._asdict() if hasattr(old, "_asdict") else vars(old)
-            written[old.source] = SimpleNamespace(**{**fields, **cols, "updated": plan.now,
-                                                     "version": old.version + 1})
+            columns = {"status": status, **figures.as_dict(), "updated": plan.now, "version": old.version + 1}
+            written[old.source] = (old._replace(**columns) if hasattr(old, "_replace")
+                                   else SimpleNamespace(**{**old._asdict(), **columns}))
+        if not (old.counted and old.org_id and old.product and old.region):
+            continue
+        key = Key(old.org_id, old.product, old.region)
+        # as `apply` with touch: an unchanged figure still refreshes its row's freshness
+        delta = figures - Figures.of(old) if m else ZERO
+        deltas[key] = delta if key not in deltas else deltas[key] + delta
+        places[key] = Place(key, None, old.postcode, old.city)
+    if deltas:
+        _defer_many(uow, deltas, places, plan.now, publish)
     return written
 
 
-async def add(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution], now: datetime) -> Changes:
+def _status_contribution(old: Any, status: str, figures: Figures) -> Contribution:
+    """The stored source row with a new status and figures (for `_write_source`, SQLite)."""
+    return Contribution(
+        source=old.source, kind="bed", counted=old.counted, figures=figures, org_id=old.org_id, product=old.product,
+        region=old.region, postcode=old.postcode, city=old.city, parent_id=old.parent_id, via_service=old.via_service,
+        address_via_org=old.address_via_org, status=status, name=old.name)
+
+
+async def add(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution | Place], now: datetime) -> Changes:
     """Atomic increments of the aggregate rows, then of the regional totals, in key order. `places`: the name and
     address a row takes when it is created."""
     try:
-        if conn.dialect.name == "postgresql" and len(deltas) > 1:
+        if conn.dialect.name == "postgresql" and deltas:
             return await _add_pg(conn, deltas, places, now)
         return await _add_each(conn, deltas, places, now)
     except Exception as exc:  # a SQLAlchemy DBAPIError, or on the driver path asyncpg's DeadlockDetectedError
@@ -294,9 +345,9 @@ async def add(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribut
         raise
 
 
-async def _add_each(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution],
+async def _add_each(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution | Place],
                     now: datetime) -> Changes:
-    """One upsert statement per row and per total (SQLite, or a single row)."""
+    """One upsert statement per row and per total (SQLite)."""
     changes = Changes()
     totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
     for key in sorted(deltas, key=lambda k: (k.org_id, k.product, k.region)):
@@ -353,7 +404,8 @@ def _pg_add_sql() -> str:
 _PG_ADD = _pg_add_sql()
 
 
-async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution], now: datetime) -> Changes:
+async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution | Place],
+                  now: datetime) -> Changes:
     """`add` on PostgreSQL: all rows and all totals in one statement."""
     from hub.store.raw import driver_rows
 
@@ -407,7 +459,8 @@ def _upsert(conn: Any, table: Table) -> Any:
     return _UPSERTS[cache_key]
 
 
-async def _upsert_row(conn: Any, key: Key, delta: Figures, place: Contribution | None, now: datetime) -> Any:
+async def _upsert_row(conn: Any, key: Key, delta: Figures, place: Contribution | Place | None,
+                      now: datetime) -> Any:
     params = {"org_id": key.org_id, "product": key.product, "region": key.region,
               "org_name": place.org_name if place else None, "postcode": place.postcode if place else None,
               "city": place.city if place else None, **delta.as_dict(), "last_update": now, "seq": 1,

@@ -52,6 +52,7 @@ async def read_beds(uow: Any, bed_ids: list[str]) -> BedRows:
                                                                                         conn.dialect)
     found = BedRows({}, {}, [])
     stored_end, source_end = 1 + len(_STORED), 1 + len(_STORED) + len(SOURCE_COLUMNS)
+    providers: set[Any] = set()
     for row in rows:
         values = tuple(row)
         bed_id = str(values[0])
@@ -60,7 +61,8 @@ async def read_beds(uow: Any, bed_ids: list[str]) -> BedRows:
         if source[0] is not None:
             found.sources[source[0]] = SourceRow(*source_of(source))
             provider = values[source_end:]
-            if provider[0] is not None:
+            if provider[0] is not None and provider[0] not in providers:  # beds of one provider: its row once
+                providers.add(provider[0])
                 found.providers.append(ProviderRow(*provider_of(provider)))
     return found
 

@@ -18,7 +18,8 @@ does not match it (never counted yet, moved meanwhile) takes the general write h
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -27,18 +28,18 @@ from hub.availability import aggregate
 from hub.availability import vocabulary as v
 from hub.availability.bed_rows import read_beds
 from hub.availability.errors import NotABed, UnknownBedStatus
-from hub.availability.figures import BedFacts, bed_facts, bed_status
+from hub.availability.figures import BedFacts, Figures, bed_facts, bed_status
 from hub.availability.hooks import on_write
 from hub.availability.publish import publish
 from hub.availability.service import check_owner
-from hub.availability.sources import directory_for, with_new_status
+from hub.availability.sources import directory_for
 from hub.errors import Gone, HubError, NotFound, PreconditionFailed
 from hub.fhir.validation import check_rules
 from hub.security import policy
 from hub.security.context import AccessContext
 from hub.store.group_commit import Refused, Together
 from hub.store.repository import StoredResource, WriteResult
-from hub.store.sql import PreparedUpdate
+from hub.store.sql import PreparedUpdate, utcnow
 
 STATUS_ONLY = frozenset({"operationalStatus"})  # what a status change changes: its index rows alone are rewritten
 
@@ -86,10 +87,11 @@ async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
         sources.update(found.sources)
         directory_for(uow).remember(found.providers)
     written: list[tuple[PreparedUpdate, BedFacts]] = []
+    now = utcnow()  # one lastUpdated for the versions of a round: they commit together
     for i in indexes:
         change = changes[i]
         try:
-            decided = await _decide(uow, change, beds.get(change.location_id))
+            decided = await _decide(uow, change, beds.get(change.location_id), now)
         except HubError as exc:
             outcomes[i] = Refused(exc)
             continue
@@ -113,8 +115,8 @@ async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
     sources.update(await aggregate.finish_status_changes(uow, plan, also_written, publish))
 
 
-async def _decide(uow: Any, change: StatusChange,
-                  current: StoredResource | None) -> WriteResult | tuple[PreparedUpdate, BedFacts]:
+async def _decide(uow: Any, change: StatusChange, current: StoredResource | None,
+                  now: datetime) -> WriteResult | tuple[PreparedUpdate, BedFacts]:
     ctx, location_id, code = change.ctx, change.location_id, change.code
     if code not in v.BED_STATUS:
         raise UnknownBedStatus(f"status '{code}' is not an HL7 v2 table 0116 code ({', '.join(v.BED_STATUS)})",
@@ -139,23 +141,24 @@ async def _decide(uow: Any, change: StatusChange,
     check_rules(changed, uow.runtime.rules)  # the stored bed was validated; the new Coding is from 0116
     policy.check_write(ctx, "Location", existing_owner=current.owner_org, resource=changed)
     prepared = uow.resources.prepare_update(ctx, changed, current, method="PATCH", changed=True,
-                                            changed_elements=STATUS_ONLY)
+                                            changed_elements=STATUS_ONLY, before=bed, now=now)
     assert prepared is not None  # the status differs, so the content does
     return prepared, facts
 
 
 def _status_only(written: list[tuple[PreparedUpdate, BedFacts]],
-                 sources: dict[str, Any]) -> tuple[list[tuple[Any, Any]], list[PreparedUpdate]]:
-    """The changes the aggregate can take as a status change of the stored source row ((row, contribution)
-    each), and the rest, which go through the write hook (never counted yet, or the row no longer matches)."""
-    status_only: list[tuple[Any, Any]] = []
+                 sources: dict[str, Any]) -> tuple[list[tuple[Any, str, Figures]], list[PreparedUpdate]]:
+    """The changes the aggregate can take as a status change of the stored source row ((row, new status, new
+    figures) each), and the rest, which go through the write hook (never counted yet, or the row no longer
+    matches the bed)."""
+    status_only: list[tuple[Any, str, Figures]] = []
     general: list[PreparedUpdate] = []
     for prepared, was in written:
         stored = sources.get(f"Location/{prepared.stored.res_id}")
         if stored is not None and stored.status == was.status and stored.org_id == was.org_id:
             # only operationalStatus changed (_decide built it so): the bed's other facts are those it had
-            now = replace(was, status=bed_status(prepared.resource))
-            status_only.append((stored, with_new_status(stored, now)))
+            status = bed_status(prepared.resource)
+            status_only.append((stored, status, aggregate.status_figures(stored, status, was.active)))
         else:
             general.append(prepared)
     return status_only, general

@@ -249,7 +249,8 @@ class DbDirectory:
     def remember(self, rows: list[Any]) -> None:
         """Provider rows read together with something else (bed_rows.py); ones already looked up stay."""
         for row in rows:
-            self._providers.setdefault(row.org_id, provider_of_row(row))
+            if row.org_id not in self._providers:
+                self._providers[row.org_id] = provider_of_row(row)
 
     async def provider(self, org_id: str) -> Provider | None:
         if org_id not in self._providers:

@@ -224,17 +224,20 @@ class SqlResourceRepository:
 
     def prepare_update(self, ctx: AccessContext, resource: dict[str, Any], current: StoredResource, *,
                        method: str, changed: bool = False,
-                       changed_elements: frozenset[str] | None = None) -> PreparedUpdate | None:
+                       changed_elements: frozenset[str] | None = None, before: dict[str, Any] | None = None,
+                       now: datetime | None = None) -> PreparedUpdate | None:
         """The rows of a checked, validated update of `current` (None: it changes nothing but meta), not yet
         written: `update` writes one; `update_many` writes many in one statement. `changed`: the caller knows
         the content differs (skips the comparison). `changed_elements`: the caller knows that only these
         top-level elements differ (and meta, which the server writes), so only the index rows of the parameters
-        that read them are built and replaced (`update_many`)."""
+        that read them are built and replaced (`update_many`). `before`: `current`'s content as the caller has
+        already parsed it; `now`: the time of a batch of updates."""
         res_type, res_id = current.res_type, current.res_id
-        before = None if current.deleted else orjson.loads(current.content)
+        if before is None:
+            before = None if current.deleted else orjson.loads(current.content)
         if before is not None and not changed and _same_content(before, resource):
             return None
-        version, now = current.version + 1, utcnow()
+        version, now = current.version + 1, now or utcnow()
         resource = _with_meta(resource, res_id, version, now)
         content = orjson.dumps(resource)
         owner = current.owner_org or (None if ctx.is_system else ctx.org)
