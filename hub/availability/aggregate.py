@@ -17,7 +17,7 @@ Correctness under concurrency (PostgreSQL READ COMMITTED, SQLite serialised by B
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -33,6 +33,9 @@ from hub.availability.tables import availability_rows, availability_sources, ava
 from hub.store.sql import instant, utcnow
 
 COUNTS = ("total", "free", "occupied", "reserved", "unavailable")
+_ROW_KEYS, _ROW_PLACES = ("org_id", "product", "region"), ("org_name", "postcode", "city")
+_ROW_FIELDS = (*_ROW_KEYS, *_ROW_PLACES, *COUNTS, "last_update", "seq")  # as row_json gives an aggregate row
+_TOTAL_FIELDS = ("region", "product", *COUNTS, "last_update", "seq")  # ... and a regional total
 
 
 @dataclass
@@ -245,9 +248,10 @@ def _pg_status_update(first: int) -> str:
 
 @dataclass
 class StatusWrites:
-    """The source rows of many beds whose status alone changed, planned before the beds are written: on
-    PostgreSQL their compare-and-set (`also`) goes in the same statement as the beds' own update (one round
-    trip less per batch); `finish_status_changes` then checks it and defers the aggregate increments.
+    """The source rows and aggregate increments of many beds whose status alone changed, planned before the beds
+    are written. On PostgreSQL all of it (`also`) goes in the beds' own update statement: the source rows'
+    compare-and-set, then the aggregate rows' and totals' upserts in key order — two round trips less per batch;
+    `finish_status_changes` then checks the compare-and-set and publishes what the upserts returned.
 
     Why not `apply` per bed: product, provider and placement are those of the stored source row (writes of the
     ward, service or provider keep it current), so a status change only moves one bed between two counts of one
@@ -256,7 +260,9 @@ class StatusWrites:
     changes: list[tuple[Any, str, Figures]]  # (stored source row, new status, new figures), distinct sources
     moved: list[bool]  # the figure or status differs from the stored row (else only freshness is refreshed)
     now: datetime
-    also: Any = None  # raw.Also, or None: `finish_status_changes` writes the source rows itself
+    deltas: dict[Key, Figures]  # per aggregate row; ZERO: freshness only
+    places: dict[Key, Place]
+    also: Any = None  # raw.Also, or None: `finish_status_changes` writes the source rows and increments itself
 
     @property
     def moving(self) -> int:
@@ -279,37 +285,9 @@ def plan_status_changes(dialect: str, changes: list[tuple[Any, str, Figures]]) -
     from hub.store.raw import Also
 
     moved = [old.status != status or Figures.of(old) != figures for old, status, figures in changes]
-    plan = StatusWrites(changes, moved, utcnow())
-    if dialect == "postgresql" and plan.moving:
-        moving = [(old, status, figures) for (old, status, figures), m in zip(changes, moved, strict=True) if m]
-        arrays: list[Any] = [[old.source for old, _, _ in moving], [old.version for old, _, _ in moving],
-                             [status for _, status, _ in moving],
-                             *[[getattr(figures, c) for _, _, figures in moving] for c in COUNTS]]
-        plan.also = Also("availability_sources", _pg_status_update, [*arrays, plan.now])
-    return plan
-
-
-async def finish_status_changes(uow: Any, plan: StatusWrites, also_written: int, publish: Publish) -> dict[str, Any]:
-    """After the beds' update: the source rows compare-and-set (checked, or written here when `plan.also` was
-    not sent), the increments deferred as `apply` defers them. The source rows as now written, by source (for a
-    later round of the same batch)."""
-    from hub.availability.errors import SourceChanged
-
-    if plan.also is not None:
-        if also_written != plan.moving:
-            raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
-    else:
-        for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
-            if m:
-                await _write_source(uow.conn, old.source, old, _status_contribution(old, status, figures), plan.now)
-    written: dict[str, Any] = {}
     deltas: dict[Key, Figures] = {}
     places: dict[Key, Place] = {}
-    for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
-        if m:
-            columns = {"status": status, **figures.as_dict(), "updated": plan.now, "version": old.version + 1}
-            written[old.source] = (old._replace(**columns) if hasattr(old, "_replace")
-                                   else SimpleNamespace(**{**old._asdict(), **columns}))
+    for (old, _, figures), m in zip(changes, moved, strict=True):
         if not (old.counted and old.org_id and old.product and old.region):
             continue
         key = Key(old.org_id, old.product, old.region)
@@ -317,8 +295,74 @@ async def finish_status_changes(uow: Any, plan: StatusWrites, also_written: int,
         delta = figures - Figures.of(old) if m else ZERO
         deltas[key] = delta if key not in deltas else deltas[key] + delta
         places[key] = Place(key, None, old.postcode, old.city)
-    if deltas:
-        _defer_many(uow, deltas, places, plan.now, publish)
+    plan = StatusWrites(changes, moved, utcnow(), deltas, places)
+    if dialect == "postgresql":
+        moving = [(old, status, figures) for (old, status, figures), m in zip(changes, moved, strict=True) if m]
+        arrays: list[Any] = [[old.source for old, _, _ in moving], [old.version for old, _, _ in moving],
+                             [status for _, status, _ in moving],
+                             *[[getattr(figures, c) for _, _, figures in moving] for c in COUNTS], plan.now]
+        row_args, total_args = _pg_add_args(deltas, places)
+        plan.also = Also("availability_status", _pg_status_ctes, _PG_STATUS_QUERY,
+                         [*arrays, *row_args, plan.now, *total_args, plan.now])
+    return plan
+
+
+def _pg_status_ctes(first: int) -> list[str]:
+    """Source rows (compare-and-set), then aggregate rows and totals (upserts in key order), from `$first`."""
+    rows_from = first + 3 + len(COUNTS) + 1
+    totals_from = rows_from + len(_ROW_KEYS) + len(_ROW_PLACES) + len(COUNTS) + 1
+    return [f"a_src AS ({_pg_status_update(first)})",
+            f"a_rows AS ({_pg_upsert_many(availability_rows, _ROW_KEYS, _ROW_PLACES, first=rows_from)})",
+            f"a_totals AS ({_pg_upsert_many(availability_totals, ('region', 'product'), (), first=totals_from)})"]
+
+
+# What the status CTEs answer: the number of source rows written, then every aggregate row and total as left (rows
+# before totals: the Append reads them in this order, so rows are locked before totals as in `add`).
+_PG_STATUS_QUERY = (f"SELECT 'c' AS kind, count(*) AS n, {', '.join(f'NULL AS {c}' for c in _ROW_FIELDS)} FROM a_src "
+                    f"UNION ALL SELECT 'r', 0, {', '.join(_ROW_FIELDS)} FROM a_rows UNION ALL "
+                    f"SELECT 't', 0, NULL, product, region, NULL, NULL, NULL, {', '.join(COUNTS)}, last_update, seq "
+                    "FROM a_totals")
+
+
+async def finish_status_changes(uow: Any, plan: StatusWrites, also_rows: list[Any], publish: Publish) -> dict[str, Any]:
+    """After the beds' update: PostgreSQL — check the source rows' compare-and-set and publish the aggregate as
+    the statement left it; SQLite — write the source rows and defer the increments as `apply` defers them. The
+    source rows as now written, by source (for a later round of the same batch)."""
+    from hub.availability.errors import SourceChanged
+
+    if plan.also is not None:
+        changes = Changes()
+        written_sources = 0
+        for record in also_rows:
+            kind = record[1]
+            if kind == "c":
+                written_sources = int(record[2])
+            elif kind == "r":
+                row = dict(zip(_ROW_FIELDS, tuple(record)[3:], strict=True))
+                changes.rows[Key(row["org_id"], row["product"], row["region"])] = row
+            elif kind == "t":
+                values = dict(zip(_ROW_FIELDS, tuple(record)[3:], strict=True))
+                total = {name: values[name] for name in _TOTAL_FIELDS}
+                changes.totals[(total["region"], total["product"])] = total
+        if written_sources != plan.moving:
+            raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
+        for found in (*changes.rows.values(), *changes.totals.values()):
+            found["last_update"] = instant(found["last_update"])
+            found["seq"] = int(found["seq"])
+        if changes:
+            await publish(uow, changes, set(changes.rows))
+    else:
+        for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
+            if m:
+                await _write_source(uow.conn, old.source, old, _status_contribution(old, status, figures), plan.now)
+        if plan.deltas:
+            _defer_many(uow, plan.deltas, plan.places, plan.now, publish)
+    written: dict[str, Any] = {}
+    for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
+        if m:
+            columns = {"status": status, **figures.as_dict(), "updated": plan.now, "version": old.version + 1}
+            written[old.source] = (old._replace(**columns) if hasattr(old, "_replace")
+                                   else SimpleNamespace(**{**old._asdict(), **columns}))
     return written
 
 
@@ -384,9 +428,6 @@ def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...]
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)} RETURNING {name}.*")
 
 
-_ROW_KEYS, _ROW_PLACES = ("org_id", "product", "region"), ("org_name", "postcode", "city")
-_ROW_FIELDS = (*_ROW_KEYS, *_ROW_PLACES, *COUNTS, "last_update", "seq")  # as row_json gives an aggregate row
-_TOTAL_FIELDS = ("region", "product", *COUNTS, "last_update", "seq")  # ... and a regional total
 
 
 def _pg_add_sql() -> str:
@@ -404,23 +445,30 @@ def _pg_add_sql() -> str:
 _PG_ADD = _pg_add_sql()
 
 
+def _pg_add_args(deltas: dict[Key, Figures], places: Mapping[Key, Contribution | Place]) -> tuple[list[Any], list[Any]]:
+    """The arrays of the rows' upsert and of the totals' upsert, each in key order."""
+    keys = sorted(deltas, key=lambda k: (k.org_id, k.product, k.region))
+    totals: dict[tuple[str, str], Figures] = {}
+    for key in keys:
+        total_key = (key.region, key.product)
+        totals[total_key] = deltas[key] if total_key not in totals else totals[total_key] + deltas[key]
+    total_keys = sorted(totals)
+    place = [places.get(k) for k in keys]
+    row_args: list[Any] = [[k.org_id for k in keys], [k.product for k in keys], [k.region for k in keys],
+                           [p.org_name if p else None for p in place], [p.postcode if p else None for p in place],
+                           [p.city if p else None for p in place]]
+    row_args += [[getattr(deltas[k], c) for k in keys] for c in COUNTS]
+    total_args: list[Any] = [[r for r, _ in total_keys], [p for _, p in total_keys]]
+    total_args += [[getattr(totals[t], c) for t in total_keys] for c in COUNTS]
+    return row_args, total_args
+
+
 async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution | Place],
                   now: datetime) -> Changes:
     """`add` on PostgreSQL: all rows and all totals in one statement."""
     from hub.store.raw import driver_rows
 
-    keys = sorted(deltas, key=lambda k: (k.org_id, k.product, k.region))
-    totals: dict[tuple[str, str], Figures] = defaultdict(lambda: ZERO)
-    for key in keys:
-        totals[(key.region, key.product)] = totals[(key.region, key.product)] + deltas[key]
-    total_keys = sorted(totals)
-    place = [places.get(k) for k in keys]
-    row_args: list[list[Any]] = [[k.org_id for k in keys], [k.product for k in keys], [k.region for k in keys],
-                                 [p.org_name if p else None for p in place], [p.postcode if p else None for p in place],
-                                 [p.city if p else None for p in place]]
-    row_args += [[getattr(deltas[k], c) for k in keys] for c in COUNTS]
-    total_args: list[list[Any]] = [[r for r, _ in total_keys], [p for _, p in total_keys]]
-    total_args += [[getattr(totals[t], c) for t in total_keys] for c in COUNTS]
+    row_args, total_args = _pg_add_args(deltas, places)
     changes = Changes()
     for record in await driver_rows(conn, _PG_ADD, [*row_args, now, *total_args, now]):
         values = tuple(record)

@@ -106,13 +106,13 @@ async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
         outcomes[i] = WriteResult(prepared.stored, created=False)
     status_only, general = _status_only(written, sources)
     plan = aggregate.plan_status_changes(uow.conn.dialect.name, status_only)
-    also_written = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also)
+    also_rows = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also)
     for prepared in general:  # what the write hook does, for the beds whose placement is not the stored one
         source = f"Location/{prepared.stored.res_id}"
         await on_write(uow, prepared.ctx, "Location", prepared.before, prepared.resource)
         sources.pop(source, None)  # the hook wrote it: read it again if this bed comes round again
         sources.update(await aggregate.stored_sources(uow.conn, [source]))
-    sources.update(await aggregate.finish_status_changes(uow, plan, also_written, publish))
+    sources.update(await aggregate.finish_status_changes(uow, plan, also_rows, publish))
 
 
 async def _decide(uow: Any, change: StatusChange, current: StoredResource | None,

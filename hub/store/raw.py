@@ -54,11 +54,11 @@ class RawWrites(Protocol):
         """Compare-and-set the resource row, add the version, replace the index rows; False if the version moved.
         A deletion is an update with `deleted` set and no index rows (its version row keeps no content)."""
 
-    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, int]:
+    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, list[Any]]:
         """Several updates (not deletions) of distinct resources, each as `update` does it: compare-and-set,
         version row, index rows replaced — only those of the named search parameters where an update names them
         (a bed status change replaces its `operational-status` rows and leaves the others alone). How many matched
-        their expected version (the rest wrote nothing), and how many rows `also` wrote (PostgreSQL: in the same
+        their expected version (the rest wrote nothing), and the rows `also` answered (PostgreSQL: in the same
         statement; SQLite: not supported, the caller writes those itself)."""
 
     async def flush(self, *, final: bool = False) -> None:
@@ -107,10 +107,10 @@ class SqliteWrites:
             raise DBAPIError.instance(self._update_sql, None, exc, sqlite3.Error) from exc
         return True
 
-    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, int]:
+    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, list[Any]]:
         if also is not None:
             raise NotImplementedError("SQLite writes run in-process: the caller writes its own rows")
-        return sum([await self.update(*u[:6]) for u in updates]), 0  # in-process statements: nothing to merge
+        return sum([await self.update(*u[:6]) for u in updates]), []  # in-process statements: nothing to merge
 
     def _version_and_index(self, rid: int, row: Row, method: str, index: dict[str, list[Row]]) -> None:
         version = {**row, "rid": rid, "method": method, "content": None if row["deleted"] else row["content"]}
@@ -233,8 +233,8 @@ def _pg_update_many_sql(kinds: tuple[str, ...] = KINDS, also: Also | None = None
     rows follow only for the rows it matched (`JOIN r`), so a resource whose version moved keeps everything.
     `kinds`: the index tables the updates touch (a bed status change: token only) — the others are left out of
     the statement rather than visited with nothing to do. `partial`: every update names the parameters it
-    reindexes (`_pg_replace_rows`). `also`: one more data-modifying CTE in the same statement; its row count is
-    returned beside that of the updates."""
+    reindexes (`_pg_replace_rows`). `also`: more data-modifying CTEs in the same statement; every row of its
+    query comes back, each led by the count of updates (one row with nulls when its query answers none)."""
     new = ("u AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int4[], $4::timestamp[], $5::bytea[], $6::text[], "
            "$7::text[], $8::bool[], $9::text[], $10::text[]) AS u(rid, expected, version, last_updated, content, "
            "owner_org, patient_id, medical, method, reindexed))")
@@ -252,8 +252,9 @@ def _pg_update_many_sql(kinds: tuple[str, ...] = KINDS, also: Also | None = None
         ctes += _pg_replace_rows(kind, arrays) if partial else _pg_rewrite_rows(kind, arrays)
     if also is None:
         return "WITH " + ", ".join(ctes) + " SELECT count(*) FROM r"
-    ctes.append(f"{also.name} AS ({also.sql(n)})")
-    return "WITH " + ", ".join(ctes) + f" SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM {also.name})"
+    ctes += also.ctes(n)
+    return ("WITH " + ", ".join(ctes) + " SELECT (SELECT count(*) FROM r) AS updated, a.* FROM (SELECT 1) AS one "
+            f"LEFT JOIN ({also.query}) AS a ON true")
 
 
 def _pg_rewrite_rows(kind: str, arrays: str) -> list[str]:
@@ -300,12 +301,14 @@ def _pg_replace_rows(kind: str, arrays: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Also:
-    """A data-modifying statement written in the same round trip as `update_many` (the availability source rows
-    of beds whose status changes, bed_status.py). `sql(n)`: its text with parameters numbered from `$n`, ending in
-    RETURNING (the rows it wrote are counted); `args`: their values. Statements are built once per `name`."""
+    """Data-modifying CTEs written in the same round trip as `update_many` (the availability source rows and
+    aggregate of beds whose status changes, bed_status.py). `ctes(n)`: their text (`name AS (...)` each) with
+    parameters numbered from `$n`; `query`: a SELECT over them whose rows come back; `args`: the parameters'
+    values. The statement is built once per `name`."""
 
     name: str
-    sql: Callable[[int], str]
+    ctes: Callable[[int], list[str]]
+    query: str
     args: list[Any]
 
 
@@ -407,9 +410,9 @@ class PgWrites:
         count = await self._fetchval(PG_UPDATE, *values, rid, expected_version, method, *_pg_arrays(index))
         return bool(count == 1)
 
-    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, int]:
+    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, list[Any]]:
         if len(updates) == 1 and updates[0][5] is None and also is None:
-            return int(await self.update(*updates[0][:5])), 0
+            return int(await self.update(*updates[0][:5])), []
         await self.flush()
         touched = [u[6] for u in updates]
         partial = None not in touched and None not in [u[5] for u in updates]
@@ -425,9 +428,9 @@ class PgWrites:
             arrays += [[r.get(c) for _, r in rows] for c in INDEX_COLUMNS[kind]]
         sql = pg_update_many_sql(kinds, also, partial)
         if also is None:
-            return int(await self._fetchval(sql, *arrays)), 0
-        row = await self._fetchrow(sql, *arrays, *also.args)
-        return int(row[0]), int(row[1])
+            return int(await self._fetchval(sql, *arrays)), []
+        rows = await self._fetch(sql, *arrays, *also.args)
+        return int(rows[0][0]), rows
 
     async def flush(self, *, final: bool = False) -> None:
         """Write the buffered creates (one statement)."""
@@ -449,10 +452,10 @@ class PgWrites:
         if _pg_writers.get(id(self.adapted)) is self:
             del _pg_writers[id(self.adapted)]
 
-    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+    async def _fetch(self, sql: str, *args: Any) -> Any:
         try:
             conn = await _pg_connection(self.adapted)
-            return await conn.fetchrow(sql, *args)
+            return await conn.fetch(sql, *args)
         except Exception as exc:
             _raise_translated(self.adapted, sql, exc)
             raise

@@ -269,14 +269,14 @@ class SqlResourceRepository:
         return {str(r[0]): stored_from_row(res_type, str(r[0]), tuple(r)[1:]) for r in rows}
 
     async def update_many(self, updates: list[PreparedUpdate], *, skip_hook: Any = None,
-                          also: Also | None = None) -> int:
+                          also: Also | None = None) -> list[Any]:
         """Write prepared updates of distinct resources together (one statement on PostgreSQL), then run the
         write hooks for each — all but `skip_hook`, whose work the caller does itself for the whole set.
         Conflict (nothing may be kept: the caller's unit of work must roll back) if any version moved on.
-        `also` (PostgreSQL only): a further write in the same statement (raw.Also); how many rows it wrote."""
+        `also` (PostgreSQL only): further writes in the same statement (raw.Also); the rows its query answered."""
         if not updates:
-            return 0
-        written, also_written = await (await self.uow.raw()).update_many(
+            return []
+        written, also_rows = await (await self.uow.raw()).update_many(
             [(u.rid, u.expected_version, u.values, u.method, u.index,
               None if u.reindexed is None else ",".join(sorted(u.reindexed)), u.kinds) for u in updates], also)
         if written != len(updates):
@@ -284,7 +284,7 @@ class SqlResourceRepository:
         for u in updates:
             await self.runtime.hooks.after_write(self.uow, u.ctx, u.stored.res_type, u.before, u.resource,
                                                  skip=skip_hook)
-        return also_written
+        return also_rows
 
     async def delete(
         self, ctx: AccessContext, res_type: str, res_id: str, *, if_match: int | None = None
