@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
+import orjson
 from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -236,14 +237,14 @@ _STATUS_COLUMNS = ("status", *COUNTS)
 
 
 def _pg_status_update(first: int) -> str:
-    """The source rows' compare-and-set for many status changes, parameters numbered from `$first`."""
-    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(("text", "int4", "text", *["int4"] * len(COUNTS))))
+    """The source rows' compare-and-set for many status changes: `$first` the rows as JSON (raw.py: one JSON
+    parameter instead of an array per column), `$first + 1` the time."""
+    columns = ", ".join(f"{c} int4" for c in COUNTS)
     return ("UPDATE availability_sources s SET status = w.status, total = w.total, free = w.free, "
             "occupied = w.occupied, reserved = w.reserved, unavailable = w.unavailable, "
-            f"updated = ${first + 3 + len(COUNTS)}, version = s.version + 1 FROM unnest({arrays}) "
-            "AS w(source, version, status, total, free, occupied, reserved, unavailable) "
+            f"updated = ${first + 1}, version = s.version + 1 FROM json_to_recordset(${first}::json) "
+            f"AS w(source text, version int4, status text, {columns}) "
             "WHERE s.source = w.source AND s.version = w.version RETURNING s.source")
-
 
 
 @dataclass
@@ -297,20 +298,17 @@ def plan_status_changes(dialect: str, changes: list[tuple[Any, str, Figures]]) -
         places[key] = Place(key, None, old.postcode, old.city)
     plan = StatusWrites(changes, moved, utcnow(), deltas, places)
     if dialect == "postgresql":
-        moving = [(old, status, figures) for (old, status, figures), m in zip(changes, moved, strict=True) if m]
-        arrays: list[Any] = [[old.source for old, _, _ in moving], [old.version for old, _, _ in moving],
-                             [status for _, status, _ in moving],
-                             *[[getattr(figures, c) for _, _, figures in moving] for c in COUNTS], plan.now]
-        row_args, total_args = _pg_add_args(deltas, places)
+        sources = orjson.dumps([{"source": old.source, "version": old.version, "status": status, **figures.as_dict()}
+                                for (old, status, figures), m in zip(changes, moved, strict=True) if m]).decode()
+        rows, totals = _pg_add_args(deltas, places)
         plan.also = Also("availability_status", _pg_status_ctes, _PG_STATUS_QUERY,
-                         [*arrays, *row_args, plan.now, *total_args, plan.now])
+                         [sources, plan.now, rows, plan.now, totals, plan.now])
     return plan
 
 
 def _pg_status_ctes(first: int) -> list[str]:
     """Source rows (compare-and-set), then aggregate rows and totals (upserts in key order), from `$first`."""
-    rows_from = first + 3 + len(COUNTS) + 1
-    totals_from = rows_from + len(_ROW_KEYS) + len(_ROW_PLACES) + len(COUNTS) + 1
+    rows_from, totals_from = first + 2, first + 4
     return [f"a_src AS ({_pg_status_update(first)})",
             f"a_rows AS ({_pg_upsert_many(availability_rows, _ROW_KEYS, _ROW_PLACES, first=rows_from)})",
             f"a_totals AS ({_pg_upsert_many(availability_totals, ('region', 'product'), (), first=totals_from)})"]
@@ -405,13 +403,10 @@ async def _add_each(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Con
 
 
 def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...], first: int = 1) -> str:
-    """The upsert of `_upsert` for many rows in one statement: rows come from unnested arrays in key order
-    (`WITH ORDINALITY ... ORDER BY`), so they are locked in the same order as one statement each would.
-    Parameters are numbered from `$first`."""
+    """The upsert of `_upsert` for many rows in one statement: `$first` the rows as JSON objects in key order (`o`,
+    `ORDER BY o`: locked in the same order as one statement each would), `$first + 1` the time."""
     columns = [*keys, *places, *COUNTS]
-    types = ["text"] * (len(keys) + len(places)) + ["int4"] * len(COUNTS)
-    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(types))
-    n = first + len(columns)
+    types = ", ".join(f"{c} {'int4' if c in COUNTS else 'text'}" for c in columns)
     name = table.name
     sets = [f"{c} = {name}.{c} + excluded.{c}" for c in COUNTS]
     sets += [f"seq = {name}.seq + 1",
@@ -423,19 +418,16 @@ def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...]
     extra = ", snapshot_seq" if table is availability_rows else ""
     extra_values = ", 0" if table is availability_rows else ""
     return (f"INSERT INTO {name} ({', '.join(columns)}, last_update, seq{extra}) "
-            f"SELECT {', '.join(columns)}, ${n}::timestamp, 1{extra_values} FROM unnest({arrays}) WITH ORDINALITY "
-            f"AS u({', '.join(columns)}, ord) ORDER BY ord "
+            f"SELECT {', '.join(columns)}, ${first + 1}::timestamp, 1{extra_values} "
+            f"FROM json_to_recordset(${first}::json) AS u({types}, o int4) ORDER BY o "
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)} RETURNING {name}.*")
-
-
 
 
 def _pg_add_sql() -> str:
     """The rows' upserts, then the totals' (an Append reads `r` to its end before `t`: rows lock before totals,
     as with two statements), in one round trip; both come back in one column list, totals with `is_row` false."""
     rows = _pg_upsert_many(availability_rows, _ROW_KEYS, _ROW_PLACES)
-    totals = _pg_upsert_many(availability_totals, ("region", "product"), (),
-                             first=len(_ROW_KEYS) + len(_ROW_PLACES) + len(COUNTS) + 2)
+    totals = _pg_upsert_many(availability_totals, ("region", "product"), (), first=3)
     counts = ", ".join(COUNTS)
     return (f"WITH r AS ({rows}), t AS ({totals}) "
             f"SELECT true AS is_row, {', '.join(_ROW_FIELDS)} FROM r UNION ALL "
@@ -445,22 +437,22 @@ def _pg_add_sql() -> str:
 _PG_ADD = _pg_add_sql()
 
 
-def _pg_add_args(deltas: dict[Key, Figures], places: Mapping[Key, Contribution | Place]) -> tuple[list[Any], list[Any]]:
-    """The arrays of the rows' upsert and of the totals' upsert, each in key order."""
+def _pg_add_args(deltas: dict[Key, Figures], places: Mapping[Key, Contribution | Place]) -> tuple[str, str]:
+    """The rows of the rows' upsert and of the totals' upsert as JSON, each in key order."""
     keys = sorted(deltas, key=lambda k: (k.org_id, k.product, k.region))
     totals: dict[tuple[str, str], Figures] = {}
     for key in keys:
         total_key = (key.region, key.product)
         totals[total_key] = deltas[key] if total_key not in totals else totals[total_key] + deltas[key]
-    total_keys = sorted(totals)
-    place = [places.get(k) for k in keys]
-    row_args: list[Any] = [[k.org_id for k in keys], [k.product for k in keys], [k.region for k in keys],
-                           [p.org_name if p else None for p in place], [p.postcode if p else None for p in place],
-                           [p.city if p else None for p in place]]
-    row_args += [[getattr(deltas[k], c) for k in keys] for c in COUNTS]
-    total_args: list[Any] = [[r for r, _ in total_keys], [p for _, p in total_keys]]
-    total_args += [[getattr(totals[t], c) for t in total_keys] for c in COUNTS]
-    return row_args, total_args
+    rows = []
+    for o, key in enumerate(keys):
+        place = places.get(key)
+        rows.append({"org_id": key.org_id, "product": key.product, "region": key.region,
+                     "org_name": place.org_name if place else None, "postcode": place.postcode if place else None,
+                     "city": place.city if place else None, **deltas[key].as_dict(), "o": o})
+    total_rows = [{"region": region, "product": product, **totals[(region, product)].as_dict(), "o": o}
+                  for o, (region, product) in enumerate(sorted(totals))]
+    return orjson.dumps(rows).decode(), orjson.dumps(total_rows).decode()
 
 
 async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contribution | Place],
@@ -468,9 +460,9 @@ async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contr
     """`add` on PostgreSQL: all rows and all totals in one statement."""
     from hub.store.raw import driver_rows
 
-    row_args, total_args = _pg_add_args(deltas, places)
+    rows, totals = _pg_add_args(deltas, places)
     changes = Changes()
-    for record in await driver_rows(conn, _PG_ADD, [*row_args, now, *total_args, now]):
+    for record in await driver_rows(conn, _PG_ADD, [rows, now, totals, now]):
         values = tuple(record)
         if values[0]:
             row = dict(zip(_ROW_FIELDS, values[1:], strict=True))
