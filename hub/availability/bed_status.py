@@ -9,9 +9,11 @@ group-commit batch (hub/store/group_commit.py `Together`):
 2. each change is decided in Python exactly as a lone request decides it: unknown bed 404, deleted 410, not a
    bed 422, another provider's bed 403, stale If-Match 412, an unknown code 400, the same status again is a
    confirmation that only refreshes the figure's freshness — a refused change writes nothing and the others go on;
-3. the changed beds are written in one statement (repository.update_many: versions, index rows), their source
-   rows in one more, and the aggregate increments join those of the unit of work (one upsert per row before
-   COMMIT), as the write hook would do for each.
+3. the changed beds are written with their source rows and the aggregate in one statement on PostgreSQL
+   (repository.update_many with aggregate.plan_status_changes as `also`: versions, the `operational-status`
+   index rows replaced in place, the source rows' compare-and-set, the aggregate rows' and totals' upserts,
+   which come back to be published); on SQLite the source rows follow one by one and the increments join those
+   of the unit of work (one upsert per row before COMMIT), as the write hook would do for each.
 A bed changed twice in one batch is written in a second round on top of the first. A bed whose stored source row
 does not match it (never counted yet, moved meanwhile) takes the general write hook instead.
 """
