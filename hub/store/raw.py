@@ -461,19 +461,17 @@ class PgWrites:
             del _pg_writers[id(self.adapted)]
 
     async def _fetch(self, sql: str, *args: Any) -> Any:
-        try:
-            conn = await _pg_connection(self.adapted)
-            return await conn.fetch(sql, *args)
-        except Exception as exc:
-            _raise_translated(self.adapted, sql, exc)
-            raise
+        return await self._run("fetch", sql, *args)
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchval", sql, *args)
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
         """Driver errors come out as the SQLAlchemy exceptions Core would raise (IntegrityError for a duplicate
         id, ...), so callers and the app's error mapping treat both paths alike."""
         try:
             conn = await _pg_connection(self.adapted)
-            return await conn.fetchval(sql, *args)
+            return await getattr(conn, method)(sql, *args)
         except Exception as exc:
             _raise_translated(self.adapted, sql, exc)
             raise
