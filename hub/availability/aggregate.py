@@ -238,13 +238,15 @@ _STATUS_COLUMNS = ("status", *COUNTS)
 
 def _pg_status_update(first: int) -> str:
     """The source rows' compare-and-set for many status changes: `$first` the rows as JSON (raw.py: one JSON
-    parameter instead of an array per column), `$first + 1` the time."""
+    parameter instead of an array per column), `$first + 1` the time, `$first + 2` their keys (so the update
+    probes the primary key: the planner takes json_to_recordset for 100 rows and would rather scan the table)."""
     columns = ", ".join(f"{c} int4" for c in COUNTS)
     return ("UPDATE availability_sources s SET status = w.status, total = w.total, free = w.free, "
             "occupied = w.occupied, reserved = w.reserved, unavailable = w.unavailable, "
             f"updated = ${first + 1}, version = s.version + 1 FROM json_to_recordset(${first}::json) "
             f"AS w(source text, version int4, status text, {columns}) "
-            "WHERE s.source = w.source AND s.version = w.version RETURNING s.source")
+            f"WHERE s.source = ANY(${first + 2}::text[]) AND s.source = w.source AND s.version = w.version "
+            "RETURNING s.source")
 
 
 @dataclass
@@ -298,17 +300,18 @@ def plan_status_changes(dialect: str, changes: list[tuple[Any, str, Figures]]) -
         places[key] = Place(key, None, old.postcode, old.city)
     plan = StatusWrites(changes, moved, utcnow(), deltas, places)
     if dialect == "postgresql":
-        sources = orjson.dumps([{"source": old.source, "version": old.version, "status": status, **figures.as_dict()}
-                                for (old, status, figures), m in zip(changes, moved, strict=True) if m]).decode()
+        moving = [(old, status, figures) for (old, status, figures), m in zip(changes, moved, strict=True) if m]
+        sources = orjson.dumps([{"source": old.source, "version": old.version, "status": status,
+                                 **figures.as_dict()} for old, status, figures in moving]).decode()
         rows, totals = _pg_add_args(deltas, places)
         plan.also = Also("availability_status", _pg_status_ctes, _PG_STATUS_QUERY,
-                         [sources, plan.now, rows, plan.now, totals, plan.now])
+                         [sources, plan.now, [old.source for old, _, _ in moving], rows, plan.now, totals, plan.now])
     return plan
 
 
 def _pg_status_ctes(first: int) -> list[str]:
     """Source rows (compare-and-set), then aggregate rows and totals (upserts in key order), from `$first`."""
-    rows_from, totals_from = first + 2, first + 4
+    rows_from, totals_from = first + 3, first + 5
     return [f"a_src AS ({_pg_status_update(first)})",
             f"a_rows AS ({_pg_upsert_many(availability_rows, _ROW_KEYS, _ROW_PLACES, first=rows_from)})",
             f"a_totals AS ({_pg_upsert_many(availability_totals, ('region', 'product'), (), first=totals_from)})"]

@@ -245,13 +245,15 @@ def _pg_update_many_sql(kinds: tuple[str, ...] = KINDS, also: Also | None = None
            "patient_id, medical, method, reindexed FROM json_to_recordset($1::json) AS j(rid int8, expected int4, "
            "version int4, last_updated timestamp, content text, owner_org text, patient_id text, medical bool, "
            "method text, reindexed text))")
+    # `x.rid = ANY($2)`: the planner takes json_to_recordset for 100 rows and would rather scan the table than
+    # probe its key that often; the rids as an array (its one column) keep the update on the primary key.
     ctes = [new, "r AS (UPDATE resources x SET version = u.version, last_updated = u.last_updated, deleted = false, "
                  "content = u.content, owner_org = u.owner_org, patient_id = u.patient_id, medical = u.medical "
-                 "FROM u WHERE x.rid = u.rid AND x.version = u.expected RETURNING x.rid, x.res_type, x.res_id, "
-                 "u.version, u.last_updated, u.method, u.content, u.reindexed)",
+                 "FROM u WHERE x.rid = ANY($2::int8[]) AND x.rid = u.rid AND x.version = u.expected "
+                 "RETURNING x.rid, x.res_type, x.res_id, u.version, u.last_updated, u.method, u.content, u.reindexed)",
             "v AS (INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, deleted, "
             "content) SELECT rid, res_type, res_id, version, last_updated, method, false, content FROM r)"]
-    n = 2
+    n = 3
     for kind in kinds:
         ctes += _pg_replace_rows(kind, n) if partial else _pg_rewrite_rows(kind, n)
         n += 1
@@ -430,7 +432,7 @@ class PgWrites:
                  "content": row["content"].decode(), "owner_org": row["owner_org"], "patient_id": row["patient_id"],
                  "medical": row["medical"], "method": method, "reindexed": reindexed}
                 for rid, expected, row, method, _, reindexed, _ in updates]
-        arrays: list[Any] = [orjson.dumps(rows).decode()]
+        arrays: list[Any] = [orjson.dumps(rows).decode(), [u[0] for u in updates]]
         for kind in kinds:
             arrays.append(orjson.dumps([{**r, "rid": u[0], "o": o} for u in updates
                                         for o, r in enumerate(u[4].get(kind) or ())]).decode())
