@@ -344,6 +344,17 @@ class InProcessHub:
         await self._stack.aclose()
 
 
+async def _setting(name: str) -> str:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(PG_URL)
+    async with engine.connect() as conn:
+        value = str((await conn.execute(text(f"SHOW {name}"))).scalar())
+    await engine.dispose()
+    return value
+
+
 async def _sql(statements: list[str]) -> None:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -434,6 +445,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args.rounds, args.seconds, args.providers, args.samples = 3, 1.0, 6, 20
     results = run(args.rounds, args.seconds, args.providers, args.samples)
     report(results, args.providers, args.rounds)
+    autovacuum = asyncio.run(_setting("autovacuum"))
+    if autovacuum != "on":  # the update figures degrade as dead rows pile up (docs/scaling.md)
+        print(f"  note: this PostgreSQL runs with autovacuum = {autovacuum}; nothing clears dead rows during the run")
     return results
 
 
