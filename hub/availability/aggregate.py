@@ -91,12 +91,10 @@ async def stored_sources(conn: Any, sources: list[str]) -> dict[str, Any]:
     return {row.source: row for row in (await conn.execute(stmt)).all()}
 
 
-def _same(old: Any, new: Contribution | None, columns: dict[str, Any] | None = None) -> bool:
-    """`columns`: new.columns(), when the caller has them already."""
+def _same(old: Any, new: Contribution | None) -> bool:
     if old is None or new is None:
         return old is None and new is None
-    columns = new.columns() if columns is None else columns
-    return all(getattr(old, name) == value for name, value in columns.items() if name != "source")
+    return all(getattr(old, name) == value for name, value in new.columns().items() if name != "source")
 
 
 def _replacing(old: Any, new: Contribution | None) -> dict[Key, Figures]:
@@ -190,18 +188,6 @@ class Place(NamedTuple):
     city: str | None
 
 
-def _defer_many(uow: Any, deltas: dict[Key, Figures], places: dict[Key, Place], now: datetime,
-                publish: Publish) -> None:
-    """`_defer` for the increments of many sources at once, every row notified."""
-    _defer(uow, {}, None, now, publish, notify=True)
-    pending = _increments[uow]
-    for key, delta in deltas.items():
-        earlier = pending.deltas.get(key)
-        pending.deltas[key] = delta if earlier is None else earlier + delta
-        pending.notify.add(key)
-    pending.places.update(places)
-
-
 _SOURCE_UPDATE = (update(availability_sources)
                   .where(availability_sources.c.source == bindparam("b_source"),
                          availability_sources.c.version == bindparam("b_version")))
@@ -230,10 +216,6 @@ async def _write_source(conn: Any, source: str, old: Any, new: Contribution | No
                                                      **where})
     if result.rowcount != 1:
         raise SourceChanged(lost)
-
-
-# A status change rewrites only these columns of a source row (with_new_status keeps the rest).
-_STATUS_COLUMNS = ("status", *COUNTS)
 
 
 def _pg_status_update(first: int) -> str:
@@ -338,18 +320,10 @@ async def finish_status_changes(uow: Any, plan: StatusWrites, also_rows: list[An
             kind = record[1]
             if kind == "c":
                 written_sources = int(record[2])
-            elif kind == "r":
-                row = dict(zip(_ROW_FIELDS, tuple(record)[3:], strict=True))
-                changes.rows[Key(row["org_id"], row["product"], row["region"])] = row
-            elif kind == "t":
-                values = dict(zip(_ROW_FIELDS, tuple(record)[3:], strict=True))
-                total = {name: values[name] for name in _TOTAL_FIELDS}
-                changes.totals[(total["region"], total["product"])] = total
+            elif kind is not None:
+                _returned(changes, kind == "r", tuple(record)[3:])
         if written_sources != plan.moving:
             raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
-        for found in (*changes.rows.values(), *changes.totals.values()):
-            found["last_update"] = instant(found["last_update"])
-            found["seq"] = int(found["seq"])
         if changes:
             await publish(uow, changes, set(changes.rows))
     else:
@@ -357,7 +331,8 @@ async def finish_status_changes(uow: Any, plan: StatusWrites, also_rows: list[An
             if m:
                 await _write_source(uow.conn, old.source, old, _status_contribution(old, status, figures), plan.now)
         if plan.deltas:
-            _defer_many(uow, plan.deltas, plan.places, plan.now, publish)
+            _defer(uow, plan.deltas, None, plan.now, publish, notify=True)
+            _increments[uow].places.update(plan.places)
     written: dict[str, Any] = {}
     for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
         if m:
@@ -467,16 +442,21 @@ async def _add_pg(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Contr
     changes = Changes()
     for record in await driver_rows(conn, _PG_ADD, [rows, now, totals, now]):
         values = tuple(record)
-        if values[0]:
-            row = dict(zip(_ROW_FIELDS, values[1:], strict=True))
-            changes.rows[Key(row["org_id"], row["product"], row["region"])] = row
-        else:
-            total = {name: values[1 + _ROW_FIELDS.index(name)] for name in _TOTAL_FIELDS}
-            changes.totals[(total["region"], total["product"])] = total
-    for found in (*changes.rows.values(), *changes.totals.values()):
-        found["last_update"] = instant(found["last_update"])
-        found["seq"] = int(found["seq"])
+        _returned(changes, values[0], values[1:])
     return changes
+
+
+def _returned(changes: Changes, is_row: bool, values: tuple[Any, ...]) -> None:
+    """An aggregate row or total as an upsert returned it (in `_ROW_FIELDS` order; a total's provider fields
+    null), added to `changes` as `row_json` gives it."""
+    found = dict(zip(_ROW_FIELDS, values, strict=True))
+    found["last_update"] = instant(found["last_update"])
+    found["seq"] = int(found["seq"])
+    if is_row:
+        changes.rows[Key(found["org_id"], found["product"], found["region"])] = found
+    else:
+        total = {name: found[name] for name in _TOTAL_FIELDS}
+        changes.totals[(total["region"], total["product"])] = total
 
 
 _UPSERTS: dict[tuple[str, str], Any] = {}

@@ -41,7 +41,7 @@ def index_rows(registry: SearchRegistry, resource: dict[str, Any],
 
 
 def _emit(rows: dict[str, list[Row]], param: SearchParam, value: Any) -> None:
-    kind = "number" if param.type == "quantity" else param.type
+    kind = param.kind
     if param.code == "deceased" and isinstance(value, str):
         value = True  # Patient.deceasedDateTime means deceased=true (R4 search semantics)
     extractor = _EXTRACTORS[param.type]

@@ -27,6 +27,11 @@ class SearchParam:
     targets: tuple[str, ...] = ()
     description: str = ""
 
+    @property
+    def kind(self) -> str:
+        """The index table its rows live in (quantities share the number table)."""
+        return "number" if self.type == "quantity" else self.type
+
     def values(self, resource: dict[str, Any], present: set[str] | None = None) -> list[Any]:
         """The values the expression selects; `present` (top_level_names of the resource) lets paths whose
         first element is absent be skipped unevaluated."""
@@ -164,8 +169,7 @@ class SearchRegistry:
         found = self._kinds_of.get(key)
         if found is None:
             params = self.params_for(resource_type)
-            found = self._kinds_of[key] = frozenset(
-                "number" if params[code].type == "quantity" else params[code].type for code in codes if code in params)
+            found = self._kinds_of[key] = frozenset(params[code].kind for code in codes if code in params)
         return found
 
     def get(self, resource_type: str, code: str) -> SearchParam | None:

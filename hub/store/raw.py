@@ -425,8 +425,8 @@ class PgWrites:
         if len(updates) == 1 and updates[0][5] is None and also is None:
             return int(await self.update(*updates[0][:5])), []
         await self.flush()
-        touched = [u[6] for u in updates]
-        partial = None not in touched and None not in [u[5] for u in updates]
+        touched = [u[6] for u in updates]  # None exactly where the update reindexes everything
+        partial = None not in touched
         kinds = tuple(k for k in KINDS if any(k in t for t in touched if t)) if partial else KINDS
         rows = [{"rid": rid, "expected": expected, "version": row["version"], "last_updated": row["last_updated"],
                  "content": row["content"].decode(), "owner_org": row["owner_org"], "patient_id": row["patient_id"],
@@ -439,8 +439,8 @@ class PgWrites:
         sql = pg_update_many_sql(kinds, also, partial)
         if also is None:
             return int(await self._fetchval(sql, *arrays)), []
-        rows = await self._fetch(sql, *arrays, *also.args)
-        return int(rows[0][0]), rows
+        answered = await self._fetch(sql, *arrays, *also.args)
+        return int(answered[0][0]), answered
 
     async def flush(self, *, final: bool = False) -> None:
         """Write the buffered creates (one statement)."""
