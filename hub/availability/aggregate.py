@@ -17,7 +17,7 @@ Correctness under concurrency (PostgreSQL READ COMMITTED, SQLite serialised by B
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import SimpleNamespace
@@ -228,7 +228,23 @@ def _pg_status_update(first: int) -> str:
             f"updated = ${first + 1}, version = s.version + 1 FROM json_to_recordset(${first}::json) "
             f"AS w(source text, version int4, status text, {columns}) "
             f"WHERE s.source = ANY(${first + 2}::text[]) AND s.source = w.source AND s.version = w.version "
-            "RETURNING s.source")
+            f"AND {_AFTER_BEDS} RETURNING s.source")
+
+
+_AFTER_BEDS = "(SELECT n FROM written) > 0"  # raw.Also: the beds were written (all of them), and before this
+
+
+def _pg_status_guard(first: int) -> str:
+    """What the decisions of a status batch rest on besides the beds' versions (raw.Also.guard): every source row
+    still at the version and time it was read at (locked in key order: nobody moves it before the compare-and-set),
+    and every provider row (whose identifiers decided who may write) still as read. `$first` the source rows,
+    `$first + 1` their keys, `$first + 2` the provider rows, as JSON."""
+    return (f"(SELECT count(*) FROM (SELECT 1 FROM availability_sources s JOIN json_to_recordset(${first}::json) "
+            "AS g(source text, version int4, updated timestamp) ON s.source = g.source AND s.version = g.version "
+            f"AND s.updated = g.updated WHERE s.source = ANY(${first + 1}::text[]) ORDER BY s.source "
+            f"FOR UPDATE OF s) c) = cardinality(${first + 1}::text[]) AND (SELECT count(*) FROM "
+            f"availability_providers p JOIN json_to_recordset(${first + 2}::json) AS h(org_id text, updated timestamp) "
+            f"ON p.org_id = h.org_id AND p.updated = h.updated) = json_array_length(${first + 2}::json)")
 
 
 @dataclass
@@ -266,7 +282,10 @@ _BY_STATUS = {"O": Figures(total=1, occupied=1), "reserved": Figures(total=1, re
 _UNAVAILABLE = Figures(total=1, unavailable=1)
 
 
-def plan_status_changes(dialect: str, changes: list[tuple[Any, str, Figures]]) -> StatusWrites:
+def plan_status_changes(dialect: str, changes: list[tuple[Any, str, Figures]],
+                        providers: Iterable[Any] = ()) -> StatusWrites:
+    """`providers`: the provider rows the changes were decided with (PostgreSQL: nothing is written unless they,
+    and the source rows, are still as read — `_pg_status_guard`)."""
     from hub.store.raw import Also
 
     moved = [old.status != status or Figures.of(old) != figures for old, status, figures in changes]
@@ -286,17 +305,23 @@ def plan_status_changes(dialect: str, changes: list[tuple[Any, str, Figures]]) -
         sources = orjson.dumps([{"source": old.source, "version": old.version, "status": status,
                                  **figures.as_dict()} for old, status, figures in moving]).decode()
         rows, totals = _pg_add_args(deltas, places)
-        plan.also = Also("availability_status", _pg_status_ctes, _PG_STATUS_QUERY,
-                         [sources, plan.now, [old.source for old, _, _ in moving], rows, plan.now, totals, plan.now])
+        read = orjson.dumps([{"source": old.source, "version": old.version, "updated": old.updated}
+                             for old, _, _ in changes]).decode()
+        providers_read = orjson.dumps([{"org_id": p.org_id, "updated": p.updated} for p in providers]).decode()
+        plan.also = Also("availability_status", _pg_status_guard, _pg_status_ctes, _PG_STATUS_QUERY,
+                         [read, [old.source for old, _, _ in changes], providers_read,
+                          sources, plan.now, [old.source for old, _, _ in moving], rows, plan.now, totals, plan.now])
     return plan
 
 
 def _pg_status_ctes(first: int) -> list[str]:
-    """Source rows (compare-and-set), then aggregate rows and totals (upserts in key order), from `$first`."""
-    rows_from, totals_from = first + 3, first + 5
-    return [f"a_src AS ({_pg_status_update(first)})",
-            f"a_rows AS ({_pg_upsert_many(availability_rows, _ROW_KEYS, _ROW_PLACES, first=rows_from)})",
-            f"a_totals AS ({_pg_upsert_many(availability_totals, ('region', 'product'), (), first=totals_from)})"]
+    """Source rows (compare-and-set), then aggregate rows and totals (upserts in key order), after the guard's three
+    parameters from `$first`, each once the beds are written."""
+    sources_from, rows_from, totals_from = first + 3, first + 6, first + 8
+    totals = _pg_upsert_many(availability_totals, ("region", "product"), (), totals_from, _AFTER_BEDS)
+    return [f"a_src AS ({_pg_status_update(sources_from)})",
+            f"a_rows AS ({_pg_upsert_many(availability_rows, _ROW_KEYS, _ROW_PLACES, rows_from, _AFTER_BEDS)})",
+            f"a_totals AS ({totals})"]
 
 
 # What the status CTEs answer: the number of source rows written, then every aggregate row and total as left (rows
@@ -380,9 +405,10 @@ async def _add_each(conn: Any, deltas: dict[Key, Figures], places: dict[Key, Con
     return changes
 
 
-def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...], first: int = 1) -> str:
+def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...], first: int = 1,
+                    when: str = "true") -> str:
     """The upsert of `_upsert` for many rows in one statement: `$first` the rows as JSON objects in key order (`o`,
-    `ORDER BY o`: locked in the same order as one statement each would), `$first + 1` the time."""
+    `ORDER BY o`: locked in the same order as one statement each would), `$first + 1` the time; only `when`."""
     columns = [*keys, *places, *COUNTS]
     types = ", ".join(f"{c} {'int4' if c in COUNTS else 'text'}" for c in columns)
     name = table.name
@@ -397,7 +423,7 @@ def _pg_upsert_many(table: Table, keys: tuple[str, ...], places: tuple[str, ...]
     extra_values = ", 0" if table is availability_rows else ""
     return (f"INSERT INTO {name} ({', '.join(columns)}, last_update, seq{extra}) "
             f"SELECT {', '.join(columns)}, ${first + 1}::timestamp, 1{extra_values} "
-            f"FROM json_to_recordset(${first}::json) AS u({types}, o int4) ORDER BY o "
+            f"FROM json_to_recordset(${first}::json) AS u({types}, o int4) WHERE {when} ORDER BY o "
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)} RETURNING {name}.*")
 
 

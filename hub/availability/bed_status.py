@@ -20,7 +20,7 @@ does not match it (never counted yet, moved meanwhile) takes the general write h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,8 +28,9 @@ import orjson
 
 from hub.availability import aggregate
 from hub.availability import vocabulary as v
+from hub.availability.bed_memo import BedMemo, Remembered, memo_of
 from hub.availability.bed_rows import read_beds
-from hub.availability.errors import NotABed, UnknownBedStatus
+from hub.availability.errors import NotABed, SourceChanged, UnknownBedStatus
 from hub.availability.figures import BedFacts, Figures, bed_facts, bed_status
 from hub.availability.hooks import on_write
 from hub.availability.publish import publish
@@ -64,8 +65,7 @@ def together(change: StatusChange) -> Together:
 async def set_many(uow: Any, changes: list[StatusChange]) -> list[WriteResult | Refused]:
     """One outcome per change, in order: its WriteResult, or Refused with the error a lone request would get."""
     outcomes: list[WriteResult | Refused | None] = [None] * len(changes)
-    beds: dict[str, StoredResource | None] = {}  # as this call leaves them so far
-    sources: dict[str, Any] = {}
+    state = _State()
     pending = list(range(len(changes)))
     while pending:  # rounds: each bed at most once per round
         seen: set[str] = set()
@@ -74,19 +74,106 @@ async def set_many(uow: Any, changes: list[StatusChange]) -> list[WriteResult | 
         for i in pending:
             (later if changes[i].location_id in seen else now).append(i)
             seen.add(changes[i].location_id)
-        await _round(uow, changes, now, outcomes, beds, sources)
+        alone = uow.sole_work and not later  # the unit writes nothing after this round
+        if not await _remembered_round(uow, changes, now, outcomes, state, alone=alone):
+            await _round(uow, changes, now, outcomes, state)
         pending = later
+    if state.memo is not None:
+        memo, committed = state.memo, state.committed()
+        uow.after_commit(lambda: _remember(memo, committed))
     return [o for o in outcomes if o is not None]
 
 
+@dataclass
+class _State:
+    """What one `set_many` call knows of its beds so far (as its own writes left them)."""
+
+    beds: dict[str, StoredResource | None] = field(default_factory=dict)
+    sources: dict[str, Any] = field(default_factory=dict)  # by source ("Location/<id>")
+    providers: dict[str, Any] = field(default_factory=dict)  # provider rows by org_id
+    memo: BedMemo | None = None  # PostgreSQL: this process's memo (bed_memo.py)
+
+    def committed(self) -> dict[str, Remembered]:
+        """The beds as they are once this unit of work commits."""
+        remembered = {}
+        for bed_id, bed in self.beds.items():
+            source = self.sources.get(f"Location/{bed_id}")
+            if bed is not None and not bed.deleted:
+                remembered[bed_id] = Remembered(bed, source, self.providers.get(source.org_id) if source else None)
+        return remembered
+
+
+async def _remember(memo: BedMemo, committed: dict[str, Remembered]) -> None:
+    memo.put(committed)
+
+
+async def _remembered_round(uow: Any, changes: list[StatusChange], indexes: list[int],
+                            outcomes: list[WriteResult | Refused | None], state: _State, *, alone: bool) -> bool:
+    """The round decided on the beds as this process remembers them and written in one statement — which, when
+    the unit of work has nothing else to write (`alone`), commits by itself. False (nothing written, nothing
+    decided) when a bed is not remembered, when a change is anything but a plain status change (a refusal or a
+    confirmation must rest on rows read now), or when the statement found a row moved on since: the caller then
+    reads and locks the beds (`_round`)."""
+    if uow.conn.dialect.name != "postgresql":
+        return False
+    memo = state.memo = memo_of(uow.runtime)
+    bed_ids = [changes[i].location_id for i in indexes]
+    if any(bed_id in state.beds for bed_id in bed_ids):
+        return False
+    remembered = memo.recall(bed_ids)
+    if remembered is None:
+        return False
+    providers = {r.provider.org_id: r.provider for r in remembered.values() if r.provider is not None}
+    directory = directory_for(uow)
+    directory.remember(list(providers.values()))
+    if not await _write_remembered(uow, changes, indexes, outcomes, state, remembered, providers, alone=alone):
+        for org_id in providers:  # what was remembered of them must not decide the round read again
+            directory.forget(org_id)
+        memo.forget(bed_ids)
+        return False
+    return True
+
+
+async def _write_remembered(uow: Any, changes: list[StatusChange], indexes: list[int],
+                            outcomes: list[WriteResult | Refused | None], state: _State,
+                            remembered: dict[str, Remembered], providers: dict[str, Any], *, alone: bool) -> bool:
+    now = utcnow()
+    written: list[tuple[PreparedUpdate, BedFacts]] = []
+    for i in indexes:
+        try:
+            decided = await _decide(uow, changes[i], remembered[changes[i].location_id].bed, now)
+        except HubError:
+            return False
+        if isinstance(decided, WriteResult):
+            return False
+        written.append(decided)
+    sources = {f"Location/{b}": r.source for b, r in remembered.items()}
+    status_only, general = _status_only(written, sources)
+    if general:
+        return False
+    plan = aggregate.plan_status_changes("postgresql", status_only, providers.values())
+    also_rows = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also,
+                                                alone=alone)
+    if also_rows is None:
+        return False
+    state.providers.update(providers)
+    state.sources.update(sources)
+    state.sources.update(await aggregate.finish_status_changes(uow, plan, also_rows, publish))
+    for i, (prepared, _) in zip(indexes, written, strict=True):
+        state.beds[changes[i].location_id] = prepared.stored
+        outcomes[i] = WriteResult(prepared.stored, created=False)
+    return True
+
+
 async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
-                 outcomes: list[WriteResult | Refused | None], beds: dict[str, StoredResource | None],
-                 sources: dict[str, Any]) -> None:
+                 outcomes: list[WriteResult | Refused | None], state: _State) -> None:
+    beds, sources = state.beds, state.sources
     unread = sorted({changes[i].location_id for i in indexes} - beds.keys())
     if unread:
         found = await read_beds(uow, unread)
         beds.update({bed_id: found.beds.get(bed_id) for bed_id in unread})
         sources.update(found.sources)
+        state.providers.update({p.org_id: p for p in found.providers})
         directory_for(uow).remember(found.providers)
     written: list[tuple[PreparedUpdate, BedFacts]] = []
     now = utcnow()  # one lastUpdated for the versions of a round: they commit together
@@ -107,8 +194,11 @@ async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
         beds[change.location_id] = prepared.stored
         outcomes[i] = WriteResult(prepared.stored, created=False)
     status_only, general = _status_only(written, sources)
-    plan = aggregate.plan_status_changes(uow.conn.dialect.name, status_only)
+    providers = [p for p in state.providers.values() if any(old.org_id == p.org_id for old, _, _ in status_only)]
+    plan = aggregate.plan_status_changes(uow.conn.dialect.name, status_only, providers)
     also_rows = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also)
+    if also_rows is None:  # the beds are locked: a source or provider row moved on since they were read
+        raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
     for prepared in general:  # what the write hook does, for the beds whose placement is not the stored one
         source = f"Location/{prepared.stored.res_id}"
         await on_write(uow, prepared.ctx, "Location", prepared.before, prepared.resource)

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from sqlalchemy import select
 
@@ -213,8 +213,16 @@ class DbDirectory:
     (`directory_for`), so a request that checks ownership and then resolves the bed reads the provider once."""
 
     def __init__(self, uow: Any) -> None:
-        self.uow = uow
+        # weakly: `_directories` is keyed weakly by the unit of work, and a strong reference back from its value
+        # would keep both alive for good (every writing unit of work of the process, with all it held)
+        self._uow = ref(uow)
         self._providers: dict[str, Provider | None] = {}
+
+    @property
+    def uow(self) -> Any:
+        uow = self._uow()
+        assert uow is not None, "a directory outlived its unit of work"
+        return uow
 
     def forget(self, org_id: str) -> None:
         """The Organization was written in this transaction."""

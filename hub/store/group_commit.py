@@ -220,13 +220,18 @@ async def _together(uow: UnitOfWork, batch: list[_Pending[Any]], first: int) -> 
     assert head is not None
     members = [i for i in range(first, len(batch))
                if (t := batch[i].together) is not None and t.run_many is head.run_many]
-    outcomes = await head.run_many(uow, [batch[i].together.item for i in members])  # type: ignore[union-attr]
+    uow.sole_work = len(members) == len(batch)  # nothing of the batch is written before or after this call
+    try:
+        outcomes = await head.run_many(uow, [batch[i].together.item for i in members])  # type: ignore[union-attr]
+    finally:
+        uow.sole_work = False
     return dict(zip(members, outcomes, strict=True))
 
 
 async def _alone(runtime: Runtime, work: Work[T], request_id: str | None) -> T:
     uow = runtime.uow(request_id)
     uow.defer_creates = True  # a failing create then fails at COMMIT, still before the response
+    uow.sole_work = True
     async with uow:
         return await work(uow)
 

@@ -55,12 +55,15 @@ class RawWrites(Protocol):
         """Compare-and-set the resource row, add the version, replace the index rows; False if the version moved.
         A deletion is an update with `deleted` set and no index rows (its version row keeps no content)."""
 
-    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, list[Any]]:
+    async def update_many(self, updates: list[Update], also: Also | None = None, *,
+                          alone: bool = False) -> tuple[int, list[Any]]:
         """Several updates (not deletions) of distinct resources, each as `update` does it: compare-and-set,
         version row, index rows replaced — only those of the named search parameters where an update names them
         (a bed status change replaces its `operational-status` rows and leaves the others alone). How many matched
-        their expected version (the rest wrote nothing), and the rows `also` answered (PostgreSQL: in the same
-        statement; SQLite: not supported, the caller writes those itself)."""
+        their expected version (the rest wrote nothing; with `also`, all or none), and the rows `also` answered
+        (PostgreSQL: in the same statement; SQLite: not supported, the caller writes those itself).
+        `alone`: nothing else will be written in this unit of work — if nothing ran in it yet either, the
+        statement is sent without BEGIN and COMMIT (PostgreSQL: atomic on its own)."""
 
     async def flush(self, *, final: bool = False) -> None:
         """Send what is buffered (PostgreSQL: creates after the first of a unit of work). `final`: right before
@@ -108,7 +111,8 @@ class SqliteWrites:
             raise DBAPIError.instance(self._update_sql, None, exc, sqlite3.Error) from exc
         return True
 
-    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, list[Any]]:
+    async def update_many(self, updates: list[Update], also: Also | None = None, *,
+                          alone: bool = False) -> tuple[int, list[Any]]:
         if also is not None:
             raise NotImplementedError("SQLite writes run in-process: the caller writes its own rows")
         return sum([await self.update(*u[:6]) for u in updates]), []  # in-process statements: nothing to merge
@@ -234,8 +238,8 @@ def _pg_update_many_sql(kinds: tuple[str, ...] = KINDS, also: Also | None = None
     only for the rows it matched (`JOIN r`), so a resource whose version moved keeps everything. `kinds`: the
     index tables the updates touch (a bed status change: token only) — the others are left out of the statement
     rather than visited with nothing to do. `partial`: every update names the parameters it reindexes
-    (`_pg_replace_rows`). `also`: more data-modifying CTEs in the same statement; every row of its query comes
-    back, each led by the count of updates (one row with nulls when its query answers none).
+    (`_pg_replace_rows`). `also`: more data-modifying CTEs in the same statement (see `Also`); every row of its
+    query comes back, each led by the count of updates (one row with nulls when its query answers none).
 
     The rows come as one JSON array per table (`json_to_recordset`), not as an array per column: asyncpg checks
     every element of an array parameter in Python (two abstract-class isinstance calls each), which cost a batch
@@ -245,20 +249,33 @@ def _pg_update_many_sql(kinds: tuple[str, ...] = KINDS, also: Also | None = None
            "patient_id, medical, method, reindexed FROM json_to_recordset($1::json) AS j(rid int8, expected int4, "
            "version int4, last_updated timestamp, content text, owner_org text, patient_id text, medical bool, "
            "method text, reindexed text))")
+    n = 3 + len(kinds)  # $1 the rows, $2 their rids, then one per index table; `also` numbers its own from here
+    ctes = [new]
+    gate = ""
+    if also is not None:
+        # Nothing is changed unless every resource is still at its expected version and `also.guard` holds: the
+        # rows are locked in key order first (one-time filter of `r`), so the statement writes all or nothing.
+        ctes.append("ok AS (SELECT (SELECT count(*) FROM (SELECT 1 FROM resources x JOIN u ON x.rid = u.rid AND "
+                    "x.version = u.expected WHERE x.rid = ANY($2::int8[]) ORDER BY x.rid FOR UPDATE OF x) b) "
+                    f"= cardinality($2::int8[]) AND {also.guard(n)} AS ok)")
+        gate = " AND (SELECT ok FROM ok)"
     # `x.rid = ANY($2)`: the planner takes json_to_recordset for 100 rows and would rather scan the table than
     # probe its key that often; the rids as an array (its one column) keep the update on the primary key.
-    ctes = [new, "r AS (UPDATE resources x SET version = u.version, last_updated = u.last_updated, deleted = false, "
-                 "content = u.content, owner_org = u.owner_org, patient_id = u.patient_id, medical = u.medical "
-                 "FROM u WHERE x.rid = ANY($2::int8[]) AND x.rid = u.rid AND x.version = u.expected "
-                 "RETURNING x.rid, x.res_type, x.res_id, u.version, u.last_updated, u.method, u.content, u.reindexed)",
-            "v AS (INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, deleted, "
-            "content) SELECT rid, res_type, res_id, version, last_updated, method, false, content FROM r)"]
-    n = 3
-    for kind in kinds:
-        ctes += _pg_replace_rows(kind, n) if partial else _pg_rewrite_rows(kind, n)
-        n += 1
+    ctes += ["r AS (UPDATE resources x SET version = u.version, last_updated = u.last_updated, deleted = false, "
+             "content = u.content, owner_org = u.owner_org, patient_id = u.patient_id, medical = u.medical "
+             f"FROM u WHERE x.rid = ANY($2::int8[]) AND x.rid = u.rid AND x.version = u.expected{gate} "
+             "RETURNING x.rid, x.res_type, x.res_id, u.version, u.last_updated, u.method, u.content, u.reindexed)",
+             "v AS (INSERT INTO resource_versions (rid, res_type, res_id, version, last_updated, method, deleted, "
+             "content) SELECT rid, res_type, res_id, version, last_updated, method, false, content FROM r RETURNING 1)"]
+    for i, kind in enumerate(kinds):
+        ctes += _pg_replace_rows(kind, 3 + i) if partial else _pg_rewrite_rows(kind, 3 + i)
     if also is None:
         return "WITH " + ", ".join(ctes) + " SELECT count(*) FROM r"
+    # `written` reads every data-modifying CTE above (each returns a row per row it wrote): `also` gating its
+    # CTEs on it runs them after all of those — shared rows (the aggregate's) are then locked last, for the
+    # shortest time, so batches written side by side overlap until there (docs/scaling.md).
+    mods = [c.split(" AS (", 1)[0] for c in ctes if c.split(" AS (", 1)[1].startswith(("INSERT", "UPDATE", "DELETE"))]
+    ctes.append("written AS (SELECT " + " + ".join(f"(SELECT count(*) FROM {m})" for m in mods) + " AS n)")
     ctes += also.ctes(n)
     return ("WITH " + ", ".join(ctes) + " SELECT (SELECT count(*) FROM r) AS updated, a.* FROM (SELECT 1) AS one "
             f"LEFT JOIN ({also.query}) AS a ON true")
@@ -275,10 +292,10 @@ def _pg_rewrite_rows(kind: str, param: int) -> list[str]:
     update names them — and the new ones come in."""
     table, cols = INDEX_TABLES[kind].name, INDEX_COLUMNS[kind]
     return [f"d_{kind} AS (DELETE FROM {table} x USING r WHERE x.rid = r.rid AND "
-            "(r.reindexed IS NULL OR x.param = ANY(string_to_array(r.reindexed, ','))))",
+            "(r.reindexed IS NULL OR x.param = ANY(string_to_array(r.reindexed, ','))) RETURNING 1)",
             f"i_{kind} AS (INSERT INTO {table} (rid, res_type, {', '.join(cols)}) "
             f"SELECT r.rid, r.res_type, {', '.join(f'k.{c}' for c in cols)} FROM {_pg_index_rows(kind, param)} "
-            "JOIN r ON r.rid = k.rid)"]
+            "JOIN r ON r.rid = k.rid RETURNING 1)"]
 
 
 def _pg_replace_rows(kind: str, param: int) -> list[str]:
@@ -302,22 +319,26 @@ def _pg_replace_rows(kind: str, param: int) -> list[str]:
         f"(PARTITION BY k.rid, k.param ORDER BY k.o) AS n FROM {_pg_index_rows(kind, param)} "
         "JOIN r ON r.rid = k.rid)",
         f"s_{kind} AS (UPDATE {table} x SET {', '.join(f'{c} = m.{c}' for c in values)} FROM "
-        f"(SELECT o.tid, w.* FROM o_{kind} o JOIN n_{kind} w {same}) m WHERE x.ctid = m.tid)",
+        f"(SELECT o.tid, w.* FROM o_{kind} o JOIN n_{kind} w {same}) m WHERE x.ctid = m.tid RETURNING 1)",
         f"d_{kind} AS (DELETE FROM {table} x USING o_{kind} o LEFT JOIN n_{kind} w {same} "
-        "WHERE x.ctid = o.tid AND w.rid IS NULL)",
+        "WHERE x.ctid = o.tid AND w.rid IS NULL RETURNING 1)",
         f"i_{kind} AS (INSERT INTO {table} (rid, res_type, {', '.join(cols)}) SELECT w.rid, w.res_type, w.param, "
-        f"{', '.join(f'w.{c}' for c in values)} FROM n_{kind} w LEFT JOIN o_{kind} o {same} WHERE o.tid IS NULL)",
+        f"{', '.join(f'w.{c}' for c in values)} FROM n_{kind} w LEFT JOIN o_{kind} o {same} WHERE o.tid IS NULL "
+        "RETURNING 1)",
     ]
 
 
 @dataclass(frozen=True)
 class Also:
     """Data-modifying CTEs written in the same round trip as `update_many` (the availability source rows and
-    aggregate of beds whose status changes, bed_status.py). `ctes(n)`: their text (`name AS (...)` each) with
-    parameters numbered from `$n`; `query`: a SELECT over them whose rows come back; `args`: the parameters'
-    values. The statement is built once per `name`."""
+    aggregate of beds whose status changes, bed_status.py). `guard(n)`: an SQL condition that must hold for
+    anything to be written (with the updates' own versions: the statement writes all or nothing); `ctes(n)`: the
+    CTEs' text (`name AS (...)` each), which should do nothing unless `(SELECT n FROM written) > 0` — that also
+    runs them after the updates' own writes; `query`: a SELECT over them whose rows come back; `args`: the
+    parameters' values, which both number from `$n`. The statement is built once per `name`."""
 
     name: str
+    guard: Callable[[int], str]
     ctes: Callable[[int], list[str]]
     query: str
     args: list[Any]
@@ -421,7 +442,8 @@ class PgWrites:
         count = await self._fetchval(PG_UPDATE, *values, rid, expected_version, method, *_pg_arrays(index))
         return bool(count == 1)
 
-    async def update_many(self, updates: list[Update], also: Also | None = None) -> tuple[int, list[Any]]:
+    async def update_many(self, updates: list[Update], also: Also | None = None, *,
+                          alone: bool = False) -> tuple[int, list[Any]]:
         if len(updates) == 1 and updates[0][5] is None and also is None:
             return int(await self.update(*updates[0][:5])), []
         await self.flush()
@@ -439,7 +461,10 @@ class PgWrites:
         sql = pg_update_many_sql(kinds, also, partial)
         if also is None:
             return int(await self._fetchval(sql, *arrays)), []
-        answered = await self._fetch(sql, *arrays, *also.args)
+        if alone and self.adapted._transaction is None:  # the unit's only statement: it commits by itself
+            answered = await self._run_alone("fetch", sql, *arrays, *also.args)
+        else:
+            answered = await self._fetch(sql, *arrays, *also.args)
         return int(answered[0][0]), answered
 
     async def flush(self, *, final: bool = False) -> None:
@@ -448,11 +473,7 @@ class PgWrites:
             return
         buffer, self._buffer = self._buffer, []
         if final and self.adapted._transaction is None:  # the unit's only statement: no BEGIN/COMMIT needed
-            try:
-                await self.adapted._connection.fetchval(PG_CREATE_MANY, *_pg_many_arrays(buffer))
-            except Exception as exc:
-                _raise_translated(self.adapted, PG_CREATE_MANY, exc)
-                raise
+            await self._run_alone("fetchval", PG_CREATE_MANY, *_pg_many_arrays(buffer))
             return
         await self._fetchval(PG_CREATE_MANY, *_pg_many_arrays(buffer))
 
@@ -467,6 +488,14 @@ class PgWrites:
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
         return await self._run("fetchval", sql, *args)
+
+    async def _run_alone(self, method: str, sql: str, *args: Any) -> Any:
+        """A statement outside any transaction (autocommit): the unit of work's only one."""
+        try:
+            return await getattr(self.adapted._connection, method)(sql, *args)
+        except Exception as exc:
+            _raise_translated(self.adapted, sql, exc)
+            raise
 
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
         """Driver errors come out as the SQLAlchemy exceptions Core would raise (IntegrityError for a duplicate

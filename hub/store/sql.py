@@ -269,22 +269,34 @@ class SqlResourceRepository:
         return {str(r[0]): stored_from_row(res_type, str(r[0]), tuple(r)[1:]) for r in rows}
 
     async def update_many(self, updates: list[PreparedUpdate], *, skip_hook: Any = None,
-                          also: Also | None = None) -> list[Any]:
-        """Write prepared updates of distinct resources together (one statement on PostgreSQL), then run the
-        write hooks for each — all but `skip_hook`, whose work the caller does itself for the whole set.
-        Conflict (nothing may be kept: the caller's unit of work must roll back) if any version moved on.
-        `also` (PostgreSQL only): further writes in the same statement (raw.Also); the rows its query answered."""
+                          also: Also | None = None, alone: bool = False) -> list[Any] | None:
+        """Write prepared updates of distinct resources together (one statement on PostgreSQL) and run the write
+        hooks for each — all but `skip_hook`, whose work the caller does itself for the whole set. Conflict
+        (nothing may be kept: the caller's unit of work must roll back) if any version moved on.
+        `also` (PostgreSQL only): further writes in the same statement (raw.Also); the rows its query answered —
+        or None when a version or `also.guard` did not hold: then nothing at all was written.
+        `alone`: the caller's unit of work writes nothing else. The hooks then run first, and when they left the
+        connection untouched the statement is the unit's only one, sent without BEGIN and COMMIT."""
         if not updates:
             return []
+        if alone:
+            await self._after_writes(updates, skip_hook)
         written, also_rows = await (await self.uow.raw()).update_many(
             [(u.rid, u.expected_version, u.values, u.method, u.index,
-              None if u.reindexed is None else ",".join(sorted(u.reindexed)), u.kinds) for u in updates], also)
+              None if u.reindexed is None else ",".join(sorted(u.reindexed)), u.kinds) for u in updates], also,
+            alone=alone)
+        if written == 0 and also is not None:
+            return None
         if written != len(updates):
             raise Conflict(f"{len(updates) - written} of {len(updates)} resources were changed by another request")
+        if not alone:
+            await self._after_writes(updates, skip_hook)
+        return also_rows
+
+    async def _after_writes(self, updates: list[PreparedUpdate], skip_hook: Any) -> None:
         for u in updates:
             await self.runtime.hooks.after_write(self.uow, u.ctx, u.stored.res_type, u.before, u.resource,
                                                  skip=skip_hook)
-        return also_rows
 
     async def delete(
         self, ctx: AccessContext, res_type: str, res_id: str, *, if_match: int | None = None

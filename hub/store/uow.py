@@ -45,6 +45,9 @@ class UnitOfWork:
         self.resources: SqlResourceRepository
         self._raw: RawWrites | None = None
         self.defer_creates = False  # HTTP writes (group_commit.py): creates go out at COMMIT (raw.PgWrites)
+        # the work running now is all this unit will write (group_commit.py): a write that is its only statement
+        # may then commit by itself (SqlResourceRepository.update_many `alone`)
+        self.sole_work = False
 
     async def __aenter__(self) -> UnitOfWork:
         if self.readonly:
