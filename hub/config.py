@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     group_commit_concurrency: int = 1
     # under load a batch waits up to this long for as many requests as recent batches held (0 = never waits)
     group_commit_linger_ms: float = 5.0
+    # PostgreSQL, writes done together (bed status): smaller batches, two side by side — one batch's statement
+    # overlaps the other's requests and responses (measured with 16 clients: +15-25% $set-status/s over one 16)
+    group_commit_together_max: int = 8
+    group_commit_together_concurrency: int = 2
     db_pool_size: int = 10
     rate_limit_per_minute: int = 0  # per client (token subject); 0 = off
     json_logs: bool = False

@@ -71,8 +71,11 @@ class Runtime:
         domains.install(runtime)
         runtime.dispatcher = _make_dispatcher(runtime)
         runtime.fast = make_fast_reader(settings)
+        together = (settings.group_commit_max, 1) if settings.is_sqlite else (
+            settings.group_commit_together_max, settings.group_commit_together_concurrency)  # SQLite: one writer
         runtime.writes = GroupCommit(runtime, settings.group_commit_max, settings.group_commit_concurrency,
-                                     settings.group_commit_linger_ms / 1000, gather_plain=settings.is_sqlite)
+                                     settings.group_commit_linger_ms / 1000, gather_plain=settings.is_sqlite,
+                                     together=together)
         return runtime
 
     def uow(self, request_id: str | None = None, *, readonly: bool = False) -> Any:

@@ -254,9 +254,10 @@ def _pg_update_many_sql(kinds: tuple[str, ...] = KINDS, also: Also | None = None
     gate = ""
     if also is not None:
         # Nothing is changed unless every resource is still at its expected version and `also.guard` holds: the
-        # rows are locked in key order first (one-time filter of `r`), so the statement writes all or nothing.
+        # rows are locked first (one-time filter of `r`), in id order as `current_many` locks them, so the
+        # statement writes all or nothing and batches that lock the same rows cannot deadlock.
         ctes.append("ok AS (SELECT (SELECT count(*) FROM (SELECT 1 FROM resources x JOIN u ON x.rid = u.rid AND "
-                    "x.version = u.expected WHERE x.rid = ANY($2::int8[]) ORDER BY x.rid FOR UPDATE OF x) b) "
+                    "x.version = u.expected WHERE x.rid = ANY($2::int8[]) ORDER BY x.res_id FOR UPDATE OF x) b) "
                     f"= cardinality($2::int8[]) AND {also.guard(n)} AS ok)")
         gate = " AND (SELECT ok FROM ok)"
     # `x.rid = ANY($2)`: the planner takes json_to_recordset for 100 rows and would rather scan the table than
