@@ -178,8 +178,10 @@ class RedisCache:
         lines = []
         for kind, item in entries:
             event = orjson.dumps({"type": "row" if kind == "r" else "total", **item}).decode()
-            keys = "\t".join(str(v).translate(_SEPARATORS)
-                             for v in (kind, item.get("org_id", ""), item["product"], item["region"], item["seq"]))
+            keys = f"{kind}\t{item.get('org_id', '')}\t{item['product']}\t{item['region']}\t{item['seq']}"
+            if keys.count("\t") != 4 or "\n" in keys:  # a separator inside a value (never in codes and ids)
+                keys = "\t".join(str(v).translate(_SEPARATORS)
+                                 for v in (kind, item.get("org_id", ""), item["product"], item["region"], item["seq"]))
             lines.append(f"{keys}\t{event}")
         _ = self.client
         argv = [self.prefix, self.channel if publish else "", "\n".join(lines)]

@@ -122,6 +122,17 @@ async def test_redis_cache_keeps_the_newest_seq_whatever_order_updates_arrive(re
     assert await live.cache.rows(org_id="o1") in (None, [newer])
 
 
+async def test_redis_cache_takes_a_value_with_a_tab_or_newline_in_it(redis_hub):
+    """The cache script reads one entry per line, its keys tab-separated: separators inside a value are dropped
+    from its key (the row itself is kept as it came)."""
+    live = live_of(redis_hub.runtime)
+    odd = {"org_id": "o\t2", "product": "grz", "region": "Drenthe\nNoord", "free": 2, "seq": 3}
+    plain = {"org_id": "o3", "product": "grz", "region": "Drenthe", "free": 4, "seq": 1}
+    rows, _ = await live.cache.apply([odd, plain], [])
+    assert rows == [odd, plain]
+    assert await live.cache.rows(org_id="o3") in (None, [plain])
+
+
 async def test_changes_are_published_on_redis_pubsub(redis_hub, redis_url):
     hub = redis_hub
     provider = await add_provider(hub, "73300004", "Zorg PubSub", {"wmo-kv": "UU"})
