@@ -16,6 +16,13 @@ group-commit batch (hub/store/group_commit.py `Together`):
    of the unit of work (one upsert per row before COMMIT), as the write hook would do for each.
 A bed changed twice in one batch is written in a second round on top of the first. A bed whose stored source row
 does not match it (never counted yet, moved meanwhile) takes the general write hook instead.
+
+On PostgreSQL a round is first tried without step 1 (`_remembered_round`): decided on the beds, source rows and
+providers as this process last saw them committed (bed_memo.py), and written with the same statement, which then
+checks before it changes anything that all of them are still so (raw.Also guard) and otherwise writes nothing —
+the round then goes the way above. When the batch is nothing but plain status changes and its unit of work writes
+nothing else, that statement commits by itself (no BEGIN, read or COMMIT round trip: measured 1,500 -> 1,950
+$set-status/s with two such batches side by side).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from hub.availability import aggregate
+from hub.availability import aggregate, subscriptions
 from hub.availability import vocabulary as v
 from hub.availability.bed_memo import BedMemo, Remembered, memo_of
 from hub.availability.bed_rows import read_beds
@@ -152,6 +159,8 @@ async def _write_remembered(uow: Any, changes: list[StatusChange], indexes: list
     if general:
         return False
     plan = aggregate.plan_status_changes("postgresql", status_only, providers.values())
+    if alone and await subscriptions.would_notify(uow, plan.deltas):  # deliveries go in the same transaction
+        alone = False
     also_rows = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also,
                                                 alone=alone)
     if also_rows is None:

@@ -16,6 +16,7 @@ idempotent for the receiver (the same current figure again).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from hub.availability.aggregate import Changes, row_json
 from hub.availability.errors import BadAvailabilityQuery
 from hub.availability.live import live_of
 from hub.availability.reports import measure_report
+from hub.availability.sources import Key
 from hub.availability.tables import availability_rows, availability_subscriptions
 from hub.errors import BusinessRule, Conflict, Gone, NotFound, PreconditionFailed
 from hub.security.context import AccessContext
@@ -108,6 +110,14 @@ async def record(uow: Any, before: dict[str, Any] | None, after: dict[str, Any] 
         live.forget_subscriptions()
 
     uow.after_commit(forget)
+
+
+async def would_notify(uow: Any, keys: Iterable[Key]) -> bool:
+    """Whether an active Subscription selects one of these aggregate rows. Its deliveries are enqueued in the
+    writing transaction (`notify`), so a write that would commit on its own statement must not (bed_status.py)."""
+    subscriptions = await live_of(uow.runtime).subscriptions(uow.conn)
+    return any(s.selects({"org_id": k.org_id, "product": k.product, "region": k.region})
+               for s in subscriptions for k in keys)
 
 
 async def notify(uow: Any, changes: Changes) -> None:

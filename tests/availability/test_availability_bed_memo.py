@@ -10,6 +10,7 @@ import weakref
 from typing import Any
 
 import pytest
+import respx
 from availability_factories import URA, add_provider, assert_matches_recount, row
 from sqlalchemy import select, update
 
@@ -140,6 +141,39 @@ async def test_status_changes_batched_with_other_work_are_not_committed_before_i
     read_back = (await hub.client.get(f"/fhir/Location/{bed_id}", headers=provider.headers)).json()
     assert read_back["operationalStatus"]["code"] == "U" and read_back["meta"]["versionId"] == "3"
     await assert_matches_recount(hub)
+
+
+async def test_a_change_a_subscription_hears_of_commits_with_its_delivery(hub, monkeypatch):
+    """A delivery is an outbox row written in the change's transaction: a status change that a Subscription
+    selects never commits on its own statement ahead of that row, one it does not select may."""
+    from hub.store import raw
+    from hub.store.schema import outbox
+
+    provider = await add_provider(hub, "73200007", "Zorg Tynaarlo", {"elv-hoog": "UU", "grz": "UU"})
+    heard, unheard = provider.beds["73200007/elv-hoog/1"], provider.beds["73200007/grz/1"]
+    for bed_id in (heard, unheard):  # remembered from here on
+        assert (await set_status(hub, provider, bed_id, "O")).status_code == 200
+    subscription = {"resourceType": "Subscription", "status": "requested", "reason": "partner dashboard",
+                    "criteria": "HealthcareService/$availability?product=elv-hoog",
+                    "channel": {"type": "rest-hook", "endpoint": "https://partner.example/hook"}}
+    created = await hub.client.post("/fhir/Subscription", json=subscription, headers=hub.headers("coordinator"))
+    assert created.status_code == 201, created.text
+    alone: list[bool] = []
+    run_alone = raw.PgWrites._run_alone
+
+    async def recorded(self: Any, method: str, sql: str, *args: Any) -> Any:
+        alone.append(True)
+        return await run_alone(self, method, sql, *args)
+
+    monkeypatch.setattr(raw.PgWrites, "_run_alone", recorded)
+    with respx.mock(assert_all_called=False) as mock:  # the partner's receiver (third party)
+        mock.post("https://partner.example/hook").respond(200)
+        queued = await hub.count(outbox, outbox.c.task == "availability.deliver_change")
+        assert (await set_status(hub, provider, heard, "U")).status_code == 200
+        assert alone == [] and await hub.count(outbox, outbox.c.task == "availability.deliver_change") == queued + 1
+        assert (await set_status(hub, provider, unheard, "U")).status_code == 200
+        assert alone == ([True] if hub.backend == "postgresql" else [])
+        await hub.runtime.dispatcher.drain(5)
 
 
 async def test_a_unit_of_work_is_freed_once_it_ends(hub, monkeypatch):
