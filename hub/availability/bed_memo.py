@@ -22,7 +22,7 @@ from typing import Any
 
 from hub.store.repository import StoredResource
 
-CAPACITY = 50_000  # beds (a region has a few thousand): ~1-2 kB each
+CAPACITY = 10_000  # beds: a region has a few thousand; ~2 kB each (the bed's JSON, its source row), so <= ~20 MB
 
 
 @dataclass(frozen=True)

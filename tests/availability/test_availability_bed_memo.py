@@ -194,3 +194,26 @@ async def test_a_unit_of_work_is_freed_once_it_ends(hub, monkeypatch):
         assert (await set_status(hub, provider, bed_id, code)).status_code == 200
     gc.collect()
     assert units and all(unit() is None for unit in units)
+
+
+def test_the_memo_keeps_the_newest_version_and_forgets_the_least_recently_used():
+    from datetime import datetime
+
+    from hub.availability.bed_memo import BedMemo, Remembered
+    from hub.store.repository import StoredResource
+
+    def entry(bed_id: str, version: int, source: Any = "source row") -> Remembered:
+        stored = StoredResource("Location", bed_id, version, datetime(2026, 11, 23), b"{}", rid=1)
+        return Remembered(stored, source, None)
+
+    memo = BedMemo(capacity=2)
+    memo.put({"a": entry("a", 3), "b": entry("b", 1)})
+    memo.put({"a": entry("a", 2)})  # committed earlier, put later (two batches side by side): ignored
+    found = memo.recall(["a"])
+    assert found is not None and found["a"].bed.version == 3
+    assert memo.recall(["a", "x"]) is None  # all or nothing
+    memo.put({"c": entry("c", 1, source=None)})  # "b" was used least recently: it goes
+    assert len(memo) == 2 and memo.recall(["b"]) is None
+    assert memo.recall(["c"]) is None  # no source row (never counted): the batch must read it
+    memo.forget(["a"])
+    assert memo.recall(["a"]) is None
