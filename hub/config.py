@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     group_commit_concurrency: int = 1
     # under load a batch waits up to this long for as many requests as recent batches held (0 = never waits)
     group_commit_linger_ms: float = 5.0
-    # PostgreSQL, writes done together (bed status): smaller batches, two side by side — one batch's statement
-    # overlaps the other's requests and responses (measured with 16 clients: +15-25% $set-status/s over one 16)
+    # PostgreSQL, writes done together (bed status): two batches side by side, each of 8 or its fair share of what
+    # is queued — one batch's statement overlaps the other's requests and responses (hub/store/group_commit.py)
     group_commit_together_max: int = 8
     group_commit_together_concurrency: int = 2
     db_pool_size: int = 10

@@ -4,6 +4,7 @@ request still gets exactly the outcome it would have had alone."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -208,3 +209,36 @@ async def test_plain_writes_on_postgresql_do_not_wait_but_together_writes_do(hub
             await asyncio.sleep(0.01)
         assert await asyncio.wait_for(asyncio.gather(*arriving), 10) == [f"item {i}" for i in range(4)]
         assert seen == [[f"item {i}" for i in range(4)]]  # gathered: one call for all four
+
+
+@pytest.mark.parametrize("queued, calls", [(16, [8, 8]), (40, [20, 20])])
+async def test_together_writes_on_postgresql_run_as_two_batches_side_by_side(hub, queued, calls):
+    """`Together` batches (bed status) on PostgreSQL: at most 8 each — or a fair half of what is queued when more
+    is — and two in flight at once, so one batch's database time overlaps the other's HTTP work. SQLite (one
+    writer) keeps one batch of up to `max_batch`."""
+    writes = hub.runtime.writes
+    in_flight, most, seen = 0, 0, []
+    both = asyncio.Event()
+
+    async def run_many(uow: Any, items: list[int]) -> list[int]:
+        nonlocal in_flight, most
+        seen.append(len(items))
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == writes.together_concurrency:
+            both.set()
+        if writes.together_concurrency > 1:  # each call waits for the other, so both are seen in flight at once
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(both.wait(), 5)
+        in_flight -= 1
+        return items
+
+    with Gathering(writes, linger=0.0, expected=1):
+        results = await asyncio.wait_for(asyncio.gather(*(writes.run(Together(run_many, i))
+                                                          for i in range(queued))), 10)
+    assert results == list(range(queued))
+    if hub.backend == "postgresql":
+        assert sorted(seen) == calls and most == 2
+    else:
+        assert seen == [min(queued, writes.max_batch)] + ([queued - writes.max_batch] if queued > writes.max_batch
+                                                           else []) and most == 1
