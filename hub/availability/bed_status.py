@@ -144,6 +144,7 @@ async def _remembered_round(uow: Any, changes: list[StatusChange], indexes: list
 async def _write_remembered(uow: Any, changes: list[StatusChange], indexes: list[int],
                             outcomes: list[WriteResult | Refused | None], state: _State,
                             remembered: dict[str, Remembered], providers: dict[str, Any], *, alone: bool) -> bool:
+    """`_remembered_round`'s decisions and write; False as soon as one of them cannot rest on the memo."""
     now = utcnow()
     written: list[tuple[PreparedUpdate, BedFacts]] = []
     for i in indexes:

@@ -69,8 +69,10 @@ class Live:
         except Exception:
             log.exception("availability cache update failed; marking it cold")
             await self._mark_cold()
+        if self.cache.publishes:  # the cache's own script published what it took (Redis)
+            return
         events = [{"type": "row", **r} for r in rows] + [{"type": "total", **t} for t in totals]
-        if not events or self.cache.publishes:
+        if not events:
             return
         try:
             await self.broadcaster.publish(events)
