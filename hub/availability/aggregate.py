@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
@@ -28,6 +27,7 @@ import orjson
 from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from hub.availability.bed_rows import SourceRow
 from hub.availability.figures import ZERO, Figures
 from hub.availability.sources import Contribution, Key
 from hub.availability.tables import availability_rows, availability_sources, availability_totals
@@ -362,9 +362,16 @@ async def finish_status_changes(uow: Any, plan: StatusWrites, also_rows: list[An
     for (old, status, figures), m in zip(plan.changes, plan.moved, strict=True):
         if m:
             columns = {"status": status, **figures.as_dict(), "updated": plan.now, "version": old.version + 1}
-            written[old.source] = (old._replace(**columns) if hasattr(old, "_replace")
-                                   else SimpleNamespace(**{**old._asdict(), **columns}))
+            written[old.source] = _source_with(old, columns)
     return written
+
+
+def _source_with(old: Any, columns: dict[str, Any]) -> SourceRow:
+    """The stored source row with these columns changed, as the batch's own row type whatever it was read as (the
+    write hook's path leaves a database row): it is remembered and changed again by later batches."""
+    if isinstance(old, SourceRow):
+        return old._replace(**columns)
+    return SourceRow(**{**old._asdict(), **columns})
 
 
 def _status_contribution(old: Any, status: str, figures: Figures) -> Contribution:

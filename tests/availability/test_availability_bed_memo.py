@@ -217,3 +217,19 @@ def test_the_memo_keeps_the_newest_version_and_forgets_the_least_recently_used()
     assert memo.recall(["c"]) is None  # no source row (never counted): the batch must read it
     memo.forget(["a"])
     assert memo.recall(["a"]) is None
+
+
+async def test_a_bed_that_took_the_write_hook_is_remembered_and_changed_again_and_again(hub):
+    """A bed whose stored source row no longer matched it takes the general write hook, which leaves its source row
+    as a database row (not the batch's own row type): changes after that, decided on the remembered rows, must
+    still write and remember it."""
+    provider = await add_provider(hub, "73200008", "Zorg Eelde", {"elv-laag": "UU"})
+    bed_id = next(iter(provider.beds.values()))
+    s = availability_sources
+    async with hub.runtime.engine.begin() as conn:  # the source row drifted from its bed
+        await conn.execute(update(s).where(s.c.source == f"Location/{bed_id}").values(status="C"))
+    for code in ("O", "U", "O", "C"):
+        answer = await set_status(hub, provider, bed_id, code)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["operationalStatus"]["code"] == code
+    await assert_matches_recount(hub)
