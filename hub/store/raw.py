@@ -463,7 +463,7 @@ class PgWrites:
         if also is None:
             return int(await self._fetchval(sql, *arrays)), []
         if alone and self.adapted._transaction is None:  # the unit's only statement: it commits by itself
-            answered = await self._run_alone("fetch", sql, *arrays, *also.args)
+            answered = await self._run("fetch", sql, *arrays, *also.args, alone=True)
         else:
             answered = await self._fetch(sql, *arrays, *also.args)
         return int(answered[0][0]), answered
@@ -474,7 +474,7 @@ class PgWrites:
             return
         buffer, self._buffer = self._buffer, []
         if final and self.adapted._transaction is None:  # the unit's only statement: no BEGIN/COMMIT needed
-            await self._run_alone("fetchval", PG_CREATE_MANY, *_pg_many_arrays(buffer))
+            await self._run("fetchval", PG_CREATE_MANY, *_pg_many_arrays(buffer), alone=True)
             return
         await self._fetchval(PG_CREATE_MANY, *_pg_many_arrays(buffer))
 
@@ -490,19 +490,12 @@ class PgWrites:
     async def _fetchval(self, sql: str, *args: Any) -> Any:
         return await self._run("fetchval", sql, *args)
 
-    async def _run_alone(self, method: str, sql: str, *args: Any) -> Any:
-        """A statement outside any transaction (autocommit): the unit of work's only one."""
-        try:
-            return await getattr(self.adapted._connection, method)(sql, *args)
-        except Exception as exc:
-            _raise_translated(self.adapted, sql, exc)
-            raise
-
-    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+    async def _run(self, method: str, sql: str, *args: Any, alone: bool = False) -> Any:
         """Driver errors come out as the SQLAlchemy exceptions Core would raise (IntegrityError for a duplicate
-        id, ...), so callers and the app's error mapping treat both paths alike."""
+        id, ...), so callers and the app's error mapping treat both paths alike. `alone`: outside any transaction
+        (autocommit), as the unit of work's only statement; otherwise in its transaction (opened if need be)."""
         try:
-            conn = await _pg_connection(self.adapted)
+            conn = self.adapted._connection if alone else await _pg_connection(self.adapted)
             return await getattr(conn, method)(sql, *args)
         except Exception as exc:
             _raise_translated(self.adapted, sql, exc)

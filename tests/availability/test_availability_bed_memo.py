@@ -158,14 +158,15 @@ async def test_a_change_a_subscription_hears_of_commits_with_its_delivery(hub, m
                     "channel": {"type": "rest-hook", "endpoint": "https://partner.example/hook"}}
     created = await hub.client.post("/fhir/Subscription", json=subscription, headers=hub.headers("coordinator"))
     assert created.status_code == 201, created.text
-    alone: list[bool] = []
-    run_alone = raw.PgWrites._run_alone
+    alone: list[bool] = []  # one entry per statement sent outside a transaction
+    run = raw.PgWrites._run
 
-    async def recorded(self: Any, method: str, sql: str, *args: Any) -> Any:
-        alone.append(True)
-        return await run_alone(self, method, sql, *args)
+    async def recorded(self: Any, method: str, sql: str, *args: Any, **kw: Any) -> Any:
+        if kw.get("alone"):
+            alone.append(True)
+        return await run(self, method, sql, *args, **kw)
 
-    monkeypatch.setattr(raw.PgWrites, "_run_alone", recorded)
+    monkeypatch.setattr(raw.PgWrites, "_run", recorded)
     with respx.mock(assert_all_called=False) as mock:  # the partner's receiver (third party)
         mock.post("https://partner.example/hook").respond(200)
         queued = await hub.count(outbox, outbox.c.task == "availability.deliver_change")
