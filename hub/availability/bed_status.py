@@ -27,6 +27,7 @@ $set-status/s with two such batches side by side).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,16 +160,12 @@ async def _write_remembered(uow: Any, changes: list[StatusChange], indexes: list
     status_only, general = _status_only(written, sources)
     if general:
         return False
-    plan = aggregate.plan_status_changes("postgresql", status_only, providers.values())
-    if alone and await subscriptions.would_notify(uow, plan.deltas):  # deliveries go in the same transaction
-        alone = False
-    also_rows = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also,
-                                                alone=alone)
-    if also_rows is None:
+    written_sources = await _write(uow, written, status_only, providers.values(), alone=alone)
+    if written_sources is None:
         return False
     state.providers.update(providers)
     state.sources.update(sources)
-    state.sources.update(await aggregate.finish_status_changes(uow, plan, also_rows, publish))
+    state.sources.update(written_sources)
     for i, (prepared, _) in zip(indexes, written, strict=True):
         state.beds[changes[i].location_id] = prepared.stored
         outcomes[i] = WriteResult(prepared.stored, created=False)
@@ -205,16 +202,30 @@ async def _round(uow: Any, changes: list[StatusChange], indexes: list[int],
         outcomes[i] = WriteResult(prepared.stored, created=False)
     status_only, general = _status_only(written, sources)
     providers = [p for p in state.providers.values() if any(old.org_id == p.org_id for old, _, _ in status_only)]
-    plan = aggregate.plan_status_changes(uow.conn.dialect.name, status_only, providers)
-    also_rows = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also)
-    if also_rows is None:  # the beds are locked: a source or provider row moved on since they were read
+    written_sources = await _write(uow, written, status_only, providers)
+    if written_sources is None:  # the beds are locked: a source or provider row moved on since they were read
         raise SourceChanged("a bed's availability was changed by another request at the same time; retry")
+    sources.update(written_sources)
     for prepared in general:  # what the write hook does, for the beds whose placement is not the stored one
         source = f"Location/{prepared.stored.res_id}"
         await on_write(uow, prepared.ctx, "Location", prepared.before, prepared.resource)
         sources.pop(source, None)  # the hook wrote it: read it again if this bed comes round again
         sources.update(await aggregate.stored_sources(uow.conn, [source]))
-    sources.update(await aggregate.finish_status_changes(uow, plan, also_rows, publish))
+
+
+async def _write(uow: Any, written: list[tuple[PreparedUpdate, BedFacts]], status_only: list[tuple[Any, str, Figures]],
+                 providers: Iterable[Any], *, alone: bool = False) -> dict[str, Any] | None:
+    """The round's changed beds, with (PostgreSQL: in the same statement) the source rows and aggregate of those
+    whose status alone changed; the source rows as written, or None when a row the decisions rest on moved on —
+    then nothing was written. `alone`: the unit of work writes nothing else (SqlResourceRepository.update_many)."""
+    plan = aggregate.plan_status_changes(uow.conn.dialect.name, status_only, providers)
+    if alone and await subscriptions.would_notify(uow, plan.deltas):  # deliveries go in the same transaction
+        alone = False
+    also_rows = await uow.resources.update_many([p for p, _ in written], skip_hook=on_write, also=plan.also,
+                                                alone=alone)
+    if also_rows is None:
+        return None
+    return await aggregate.finish_status_changes(uow, plan, also_rows, publish)
 
 
 async def _decide(uow: Any, change: StatusChange, current: StoredResource | None,
